@@ -6,7 +6,15 @@ import torch
 
 from rlepose.flows import RealNVP, ZukoDensity, alternating_masks
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Checks against closed forms and finite differences run in double precision."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def _randomized(flow: RealNVP, scale: float = 0.6, seed: int = 0) -> RealNVP:

@@ -9,7 +9,15 @@ from rlepose.flows import RealNVP, ZeroDensity
 from rlepose.losses import (DLELoss, GaussianNLLLoss, L1Loss, L2Loss, LaplaceNLLLoss, RLELoss,
                             build_loss, LOSS_NAMES)
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Checks against closed forms and finite differences run in double precision."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def _batch(n=4, k=5, d=2, seed=0):

@@ -46,6 +46,36 @@ def cmd_toy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(metrics: dict) -> str:
+    keys = [k for k in metrics if "/" not in k]
+    return " | ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rlepose.training.config import load_config
+    from rlepose.training.run import checkpoint_paths, train
+
+    cfg = load_config(args.config, args.overrides)
+    module, trainer = train(cfg, resume=args.resume)
+    paths = checkpoint_paths(trainer)
+    print(f"\ncheckpoints: last {paths.get('last') or '—'}, best {paths.get('best') or '—'}")
+    if module.last_metrics:
+        print(f"final validation ({cfg.name}): {_summary(module.last_metrics)}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rlepose.training.config import load_config
+    from rlepose.training.run import evaluate
+
+    cfg = load_config(args.config, args.overrides)
+    metrics = evaluate(cfg, args.checkpoint, out_file=args.results)
+    if args.results:
+        print(f"predictions written to {args.results}")
+    print(f"{cfg.name}: {_summary(metrics)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlepose", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--out", default="outputs/toy/results.json")
     toy.set_defaults(func=cmd_toy)
 
+    tr = sub.add_parser("train", help="train a model from a YAML config")
+    tr.add_argument("config")
+    tr.add_argument("overrides", nargs="*", help="key.sub=value, e.g. train.lr=5e-4 data.root=/data/coco")
+    tr.add_argument("--resume", help="checkpoint to resume from, or 'last'")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on the config's validation split")
+    ev.add_argument("config")
+    ev.add_argument("overrides", nargs="*")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--results", help="write predictions (COCO results format for COCO) to this JSON")
+    ev.set_defaults(func=cmd_eval)
+
     demo = sub.add_parser("demo", help="the main job on its embedded default (currently: the toy comparison)")
     for action in toy._actions[1:]:
         demo._add_action(action)
@@ -67,7 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as e:  # DataError and ConfigError are ValueErrors
+        print(f"rlepose {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,187 @@
+"""The top-down transform: person box → affine crop of the network's input size, with the
+usual training augmentation, done as one OpenCV warp for the image and the keypoints together.
+
+Conventions: image points are pixels with pixel centres at integers (OpenCV's); ``input_size``
+is (H, W), 256×192 by default; targets are normalized crop coordinates
+``(u / W − 0.5, v / H − 0.5)`` as in :mod:`rlepose.models.heads`. A box is (x, y, w, h) in pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from rlepose.data.keypoints import KeypointSpec
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class TransformConfig:
+    """Augmentation settings; the defaults are the reference codebases' COCO settings with
+    the paper's ±30% scale and ±30° rotation."""
+
+    input_size: tuple[int, int] = (256, 192)  # (H, W)
+    padding: float = 1.25
+    scale_factor: float = 0.3
+    rotation_factor: float = 30.0
+    rotation_prob: float = 0.6
+    flip_prob: float = 0.5
+    half_body_prob: float = 0.3
+    half_body_min_joints: int = 8
+    color_jitter: float = 0.2
+    keep_outside: bool = True  # keypoints outside the crop stay targets (regression can predict them)
+
+
+def box_to_center_size(box: np.ndarray, aspect_ratio: float, padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+    """Box (x, y, w, h) → centre (2,) and size (w, h) widened to ``aspect_ratio`` = W/H of the
+    input and multiplied by ``padding``, all in pixels."""
+    x, y, w, h = (float(v) for v in box)
+    center = np.array([x + w * 0.5, y + h * 0.5])
+    if w > aspect_ratio * h:
+        h = w / aspect_ratio
+    else:
+        w = h * aspect_ratio
+    return center, np.array([w, h]) * padding
+
+
+def affine_matrix(center: np.ndarray, size: np.ndarray, rotation: float, output_size: tuple[int, int],
+                  flip_width: int | None = None) -> np.ndarray:
+    """2×3 matrix taking image pixels to crop pixels.
+
+    The box of ``size`` (w, h) around ``center`` fills the output (H, W); the content turns by
+    ``rotation`` degrees counter-clockwise as displayed (OpenCV's sense). With ``flip_width``
+    the image is first mirrored, x → flip_width − 1 − x (``center`` is given unflipped).
+    """
+    out_h, out_w = output_size
+    flip = np.eye(3)
+    cx, cy = float(center[0]), float(center[1])
+    if flip_width is not None:
+        flip = np.array([[-1.0, 0.0, flip_width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        cx = flip_width - 1.0 - cx
+    a = np.deg2rad(rotation)
+    rot = np.array([[np.cos(a), np.sin(a), 0.0], [-np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    to_origin = np.array([[1.0, 0.0, -cx], [0.0, 1.0, -cy], [0.0, 0.0, 1.0]])
+    scale = np.diag([out_w / float(size[0]), out_h / float(size[1]), 1.0])
+    to_output = np.array([[1.0, 0.0, out_w * 0.5], [0.0, 1.0, out_h * 0.5], [0.0, 0.0, 1.0]])
+    return (to_output @ scale @ rot @ to_origin @ flip)[:2]
+
+
+def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """(…, 2) points through a 2×3 matrix."""
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    full = np.vstack([matrix, [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+
+
+def normalized_to_crop(keypoints: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """Normalized crop coordinates (…, 2) → crop pixels."""
+    h, w = input_size
+    return (keypoints + 0.5) * np.array([w, h], dtype=np.float64)
+
+
+def crop_to_normalized(points: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    h, w = input_size
+    return points / np.array([w, h], dtype=np.float64) - 0.5
+
+
+def half_body_box(keypoints: np.ndarray, visible: np.ndarray, spec: KeypointSpec, aspect_ratio: float,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+    """Centre and size of a box around the visible upper- or lower-body joints (each half chosen
+    with probability ½ when it has ≥ 2 visible joints), enlarged 1.5× as in the reference code."""
+    upper = [j for j in spec.upper_body if visible[j]]
+    lower = [j for j in range(spec.num_joints) if j not in spec.upper_body and visible[j]]
+    chosen = upper if (rng.random() < 0.5 and len(upper) > 2) else lower
+    if len(chosen) < 2:
+        chosen = upper
+    if len(chosen) < 2:
+        return None
+    pts = keypoints[chosen]
+    lo, hi = pts.min(0), pts.max(0)
+    center = (lo + hi) / 2
+    w, h = hi - lo
+    if w > aspect_ratio * h:
+        h = w / aspect_ratio
+    else:
+        w = h * aspect_ratio
+    return center, np.array([w, h]) * 1.5
+
+
+def color_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Random brightness, contrast and saturation, each a factor in [1 − s, 1 + s]."""
+    img = image.astype(np.float32)
+    b, c, s = rng.uniform(1 - strength, 1 + strength, size=3)
+    img = img * b
+    img = (img - img.mean()) * c + img.mean()
+    gray = img.mean(axis=2, keepdims=True)
+    img = (img - gray) * s + gray
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) → float (3, H, W), ImageNet mean/std normalized."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+class TopDownTransform:
+    """Callable: (image RGB uint8, box, keypoints, visibility) → network sample.
+
+    Returns a dict with ``image`` (3, H, W) float tensor, ``target`` (K, 2) normalized crop
+    coordinates, ``target_weight`` (K,) (visibility > 0; 0 outside the crop when
+    ``keep_outside`` is off), and ``center``, ``size`` (pixels), ``rotation`` (degrees),
+    ``flipped`` (bool) and ``matrix`` (2×3, image → crop pixels) to map predictions back.
+    """
+
+    def __init__(self, cfg: TransformConfig, spec: KeypointSpec, train: bool) -> None:
+        self.cfg, self.spec, self.train = cfg, spec, train
+        self.aspect_ratio = cfg.input_size[1] / cfg.input_size[0]
+        self._perm = spec.flip_permutation()
+
+    def __call__(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray | None = None,
+                 visible: np.ndarray | None = None, rng: np.random.Generator | None = None) -> dict:
+        cfg, k = self.cfg, self.spec.num_joints
+        keypoints = np.zeros((k, 2)) if keypoints is None else np.asarray(keypoints, dtype=np.float64)
+        visible = np.zeros(k) if visible is None else np.asarray(visible, dtype=np.float64)
+        center, size = box_to_center_size(box, self.aspect_ratio, cfg.padding)
+        rotation, flip_width = 0.0, None
+        if self.train:
+            rng = rng if rng is not None else np.random.default_rng()
+            if (cfg.half_body_prob > 0 and (visible > 0).sum() > cfg.half_body_min_joints
+                    and rng.random() < cfg.half_body_prob):
+                half = half_body_box(keypoints, visible > 0, self.spec, self.aspect_ratio, rng)
+                if half is not None:
+                    center, size = half
+            size = size * float(np.clip(rng.normal() * cfg.scale_factor + 1, 1 - cfg.scale_factor,
+                                        1 + cfg.scale_factor))
+            if rng.random() < cfg.rotation_prob:
+                rotation = float(rng.uniform(-cfg.rotation_factor, cfg.rotation_factor))
+            if self.spec.flip_pairs and rng.random() < cfg.flip_prob:
+                flip_width = image.shape[1]
+            if cfg.color_jitter > 0:
+                image = color_jitter(image, cfg.color_jitter, rng)
+        matrix = affine_matrix(center, size, rotation, cfg.input_size, flip_width)
+        out_h, out_w = cfg.input_size
+        crop = cv2.warpAffine(image, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        points = apply_affine(keypoints, matrix)
+        weight = (visible > 0).astype(np.float32)
+        if flip_width is not None:
+            points, weight = points[self._perm], weight[self._perm]
+        if not cfg.keep_outside:
+            inside = (points[:, 0] >= 0) & (points[:, 0] <= out_w - 1) & (points[:, 1] >= 0) & (points[:, 1] <= out_h - 1)
+            weight = weight * inside
+        return {"image": to_tensor(crop),
+                "target": torch.from_numpy(crop_to_normalized(points, cfg.input_size)).float(),
+                "target_weight": torch.from_numpy(weight).float(),
+                "center": torch.from_numpy(center).float(), "size": torch.from_numpy(np.asarray(size)).float(),
+                "rotation": rotation, "flipped": flip_width is not None,
+                "matrix": torch.from_numpy(matrix)}  # float64: exact inverse mapping

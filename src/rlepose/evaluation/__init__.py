@@ -1,0 +1,1 @@
+"""Metrics: COCO keypoint AP via pycocotools, OKS, OKS-NMS, confidence/OKS correlation, MPII PCKh."""

@@ -1,0 +1,1 @@
+"""Training and evaluation runs: configs, the Lightning module, and the run functions."""

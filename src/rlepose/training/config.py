@@ -1,0 +1,157 @@
+"""Experiment configuration: plain dataclasses, read from YAML, with ``key.sub=value`` overrides.
+
+A config names its data root; nothing is downloaded. Paths inside ``data`` are relative to
+``data.root`` unless absolute.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlepose.data.transforms import TransformConfig
+from rlepose.models.pose_model import ModelConfig
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """``name``: rle, rle_gaussian, dle, l1, l2, laplace_nll, gaussian_nll for regression and
+    integral heads; heatmap_mse for the heatmap head. Flow size is Lfc × Nn (Table 11)."""
+
+    name: str = "rle"
+    flow_layers: int = 3
+    flow_width: int = 64
+    log_s_grid: int | None = None
+    reduction: str = "mean"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``format``: coco (COCO or any COCO-format keypoint file) or mpii (top-down JSON).
+    ``val_detections``: a COCO detection-results file; ground-truth boxes when unset.
+    ``keypoints``: a custom keypoint set (see KeypointSpec.from_dict); the format's own otherwise."""
+
+    format: str = "coco"
+    root: str = "data/coco"
+    train_ann: str = "annotations/person_keypoints_train2017.json"
+    train_images: str = "train2017"
+    val_ann: str = "annotations/person_keypoints_val2017.json"
+    val_images: str = "val2017"
+    val_detections: str | None = None
+    det_score_threshold: float = 0.0
+    keypoints: dict | None = None
+    on_error: str = "raise"
+    batch_size: int = 32
+    val_batch_size: int = 64
+    num_workers: int = 4
+
+    def path(self, rel: str | None) -> Path | None:
+        if rel is None:
+            return None
+        p = Path(rel)
+        return p if p.is_absolute() else Path(self.root) / p
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Adam with step decay as in the paper's settings (official COCO config: 270 epochs,
+    lr 1e-3, ×0.1 at epochs 170 and 200, batch 32 per GPU)."""
+
+    epochs: int = 270
+    lr: float = 1e-3
+    milestones: tuple[int, ...] = (170, 200)
+    gamma: float = 0.1
+    weight_decay: float = 0.0
+    precision: str = "32-true"
+    gradient_clip: float | None = None
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    seed: int = 0
+    val_every: int = 10
+    flip_test: bool = True
+    limit_train_batches: float | int = 1.0
+    max_steps: int = -1
+    checkpoint_every_steps: int | None = None  # also save last.ckpt every N steps (long epochs)
+    out_dir: str = "runs"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "coco_res50_rle"
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    data: DataConfig = DataConfig()
+    transform: TransformConfig = TransformConfig()
+    train: TrainConfig = TrainConfig()
+    pretrained: str | None = None  # backbone weights (e.g. torchvision ImageNet ResNet)
+
+
+_SECTIONS = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "transform": TransformConfig,
+             "train": TrainConfig}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(fields)}")
+    kwargs = {}
+    for key, value in values.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(d: dict) -> ExperimentConfig:
+    d = dict(d or {})
+    kwargs: dict[str, Any] = {}
+    for key, value in d.items():
+        if key in _SECTIONS:
+            kwargs[key] = _build(_SECTIONS[key], value or {}, key)
+        elif key in ("name", "pretrained"):
+            kwargs[key] = value
+        else:
+            raise ConfigError(f"unknown top-level key {key!r}; allowed: name, pretrained, {', '.join(_SECTIONS)}")
+    return ExperimentConfig(**kwargs)
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(d: dict, overrides: list[str]) -> dict:
+    """``["train.lr=5e-4", "model.backbone=resnet101"]`` → nested updates; values parsed as YAML."""
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw)
+        parts = key.split(".")
+        node = d
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p} is not a section")
+        node[parts[-1]] = value
+    return d
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    return config_from_dict(apply_overrides(raw, list(overrides)))

@@ -1,0 +1,105 @@
+"""The LightningModule: model + loss (+ flow) trained jointly; validation runs the dataset's
+standard evaluation at epoch end."""
+from __future__ import annotations
+
+from typing import Callable
+
+import lightning as L
+import numpy as np
+import torch
+
+from rlepose.data.keypoints import KeypointSpec
+from rlepose.inference import crop_to_image, predict_crops
+from rlepose.losses import build_loss
+from rlepose.models.heads import gaussian_heatmaps, heatmap_mse_loss
+from rlepose.models.pose_model import build_pose_model
+from rlepose.training.config import ExperimentConfig, config_from_dict, config_to_dict
+
+
+class PoseModule(L.LightningModule):
+    """Batches are dicts from :class:`rlepose.data.datasets.TopDownDataset`."""
+
+    def __init__(self, config: dict, spec: KeypointSpec | None = None,
+                 evaluator: Callable | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.cfg: ExperimentConfig = config_from_dict(config)
+        self.model = build_pose_model(self.cfg.model)
+        self.loss = None
+        if self.model.is_heatmap != (self.cfg.loss.name == "heatmap_mse"):
+            raise ValueError("the heatmap head trains with loss.name: heatmap_mse, and only it does "
+                             f"(got head={self.cfg.model.head!r}, loss={self.cfg.loss.name!r})")
+        if not self.model.is_heatmap:
+            lc = self.cfg.loss
+            flow_kwargs = {}
+            if lc.name in ("rle", "rle_gaussian", "dle"):
+                from rlepose.flows import RealNVP
+                flow_kwargs["flow"] = RealNVP(self.cfg.model.dim, hidden_layers=lc.flow_layers,
+                                              hidden_features=lc.flow_width)
+                if lc.log_s_grid and lc.name != "dle":
+                    flow_kwargs["log_s_grid"] = lc.log_s_grid
+            self.loss = build_loss(lc.name, dim=self.cfg.model.dim, reduction=lc.reduction, **flow_kwargs)
+        self.spec = spec
+        self.evaluator = evaluator
+        self._val_outputs: list[dict] = []
+        self.last_metrics: dict = {}
+        self.last_results: list = []
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig, **kwargs) -> "PoseModule":
+        return cls(config_to_dict(cfg), **kwargs)
+
+    def _loss(self, batch: dict) -> torch.Tensor:
+        images, target, weight = batch["image"], batch["target"], batch["target_weight"]
+        if self.model.is_heatmap:
+            heatmaps = self.model(images)
+            goal = gaussian_heatmaps(target, tuple(heatmaps.shape[-2:]))
+            return heatmap_mse_loss(heatmaps, goal, weight)
+        mu, sigma = self.model(images)
+        return self.loss(mu, sigma, target, weight)
+
+    def training_step(self, batch, batch_idx):
+        if batch is None:  # every sample of the batch was skipped as unreadable
+            return None
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        if batch is None:
+            return
+        perm = self.spec.flip_permutation() if (self.cfg.train.flip_test and self.spec and self.spec.flip_pairs) else None
+        out = predict_crops(self.model, batch["image"], perm)
+        self._val_outputs.append({
+            "index": batch["index"].cpu().numpy(),
+            "keypoints": crop_to_image(out["keypoints"].float().cpu().numpy(), batch["matrix"].cpu().numpy(),
+                                       self.cfg.transform.input_size),
+            "joint_confidence": out["joint_confidence"].float().cpu().numpy(),
+            "confidence": out["confidence"].float().cpu().numpy()})
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs or self.evaluator is None:
+            self._val_outputs.clear()
+            return
+        outputs, self._val_outputs = self._val_outputs, []
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every rank evaluates the union; the distributed sampler may repeat samples
+            parts: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(parts, outputs)
+            outputs = [o for part in parts for o in part]
+        gathered = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+        _, first = np.unique(gathered["index"], return_index=True)
+        gathered = {k: v[first] for k, v in gathered.items()}
+        metrics, results = self.evaluator(gathered["index"], gathered["keypoints"], gathered["joint_confidence"],
+                                          gathered["confidence"])
+        self.last_metrics, self.last_results = metrics, results
+        for name, value in metrics.items():
+            if np.isfinite(value):
+                self.log(f"val/{name}", float(value), sync_dist=True)  # equal on every rank
+
+    def configure_optimizers(self):
+        tc = self.cfg.train
+        params = list(self.model.parameters()) + (list(self.loss.parameters()) if self.loss is not None else [])
+        opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(tc.milestones), gamma=tc.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

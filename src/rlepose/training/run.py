@@ -1,0 +1,178 @@
+"""``train`` and ``evaluate``: datasets, loaders, evaluator and Lightning Trainer from a config."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from rlepose.data.datasets import (DataError, SeededShuffleSampler, TopDownDataset, collate_skip_none,
+                                   load_coco_instances, load_mpii_instances)
+from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
+from rlepose.data.transforms import TopDownTransform
+from rlepose.evaluation.evaluators import CocoEvaluator, MpiiEvaluator
+from rlepose.models.checkpoint import load_pretrained
+from rlepose.training.config import ExperimentConfig, config_to_dict
+from rlepose.training.module import PoseModule
+
+log = logging.getLogger(__name__)
+
+
+def keypoint_spec(cfg: ExperimentConfig) -> KeypointSpec:
+    if cfg.data.keypoints:
+        spec = KeypointSpec.from_dict(cfg.data.keypoints)
+    else:
+        spec = MPII_KEYPOINTS if cfg.data.format == "mpii" else COCO_KEYPOINTS
+    if spec.num_joints != cfg.model.num_joints:
+        raise DataError(f"model.num_joints = {cfg.model.num_joints} but the keypoint set "
+                        f"'{spec.name}' has {spec.num_joints} joints")
+    return spec
+
+
+def _check_root(cfg: ExperimentConfig) -> None:
+    root = Path(cfg.data.root)
+    if not root.is_dir():
+        raise DataError(f"data root not found: {root} (set data.root in the config or override "
+                        f"it: data.root=/path/to/{cfg.data.format}); nothing is downloaded")
+
+
+def load_split(cfg: ExperimentConfig, spec: KeypointSpec, split: str):
+    """Instances of ``split`` ('train' or 'val') and, for val, the evaluator."""
+    d = cfg.data
+    ann, images = (d.path(d.train_ann), d.path(d.train_images)) if split == "train" else \
+        (d.path(d.val_ann), d.path(d.val_images))
+    if d.format == "coco":
+        dets = d.path(d.val_detections) if split == "val" else None
+        instances = load_coco_instances(ann, images, spec, detections=dets, det_score_threshold=d.det_score_threshold,
+                                        on_error=d.on_error)
+        evaluator = CocoEvaluator(ann, instances, spec) if split == "val" else None
+    elif d.format == "mpii":
+        instances = load_mpii_instances(ann, images, on_error=d.on_error)
+        evaluator = MpiiEvaluator(instances, spec) if split == "val" else None
+    else:
+        raise DataError(f"unknown data.format {d.format!r}: coco or mpii")
+    if not instances:
+        raise DataError(f"no usable instances in {ann}")
+    return instances, evaluator
+
+
+class _SetEpoch(Callback):
+    """Reproducible augmentation across resumes: the dataset's random stream is keyed by epoch."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        dataset = trainer.train_dataloader.dataset
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(trainer.current_epoch)
+
+
+def _val_loader(cfg: ExperimentConfig, spec: KeypointSpec):
+    instances, evaluator = load_split(cfg, spec, "val")
+    dataset = TopDownDataset(instances, TopDownTransform(cfg.transform, spec, train=False), on_error=cfg.data.on_error)
+    loader = DataLoader(dataset, batch_size=cfg.data.val_batch_size, shuffle=False, num_workers=cfg.data.num_workers,
+                        collate_fn=collate_skip_none)
+    return loader, evaluator
+
+
+def _trainer(cfg: ExperimentConfig, out_dir: Path, monitor: str | None, **kwargs) -> L.Trainer:
+    tc = cfg.train
+    callbacks = [_SetEpoch(), LearningRateMonitor(logging_interval="epoch")]
+    ckpt_dir = out_dir / "checkpoints"
+    if monitor:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:03d}", monitor=monitor, mode="max",
+                                         save_top_k=1, auto_insert_metric_name=False))
+    # "last" on its own: Lightning ≥ 2.6 refreshes save_last only together with a new best.
+    callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                                     every_n_train_steps=tc.checkpoint_every_steps,
+                                     save_on_train_epoch_end=tc.checkpoint_every_steps is None,
+                                     enable_version_counter=False))
+    loggers = [CSVLogger(out_dir, name="csv", version="")]
+    try:
+        loggers.append(TensorBoardLogger(out_dir, name="tensorboard", version=""))
+    except ModuleNotFoundError:  # tensorboard is part of the [train] extra
+        log.warning("tensorboard not installed: CSV logs only")
+    return L.Trainer(max_epochs=tc.epochs, max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices,
+                     strategy=tc.strategy, num_nodes=tc.num_nodes, precision=tc.precision,
+                     gradient_clip_val=tc.gradient_clip, check_val_every_n_epoch=tc.val_every,
+                     limit_train_batches=tc.limit_train_batches, callbacks=callbacks, logger=loggers,
+                     default_root_dir=out_dir, log_every_n_steps=10, **kwargs)
+
+
+def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
+    """``{"best": path, "last": path}`` of a trainer built by :func:`train`."""
+    out = {}
+    for cb in trainer.checkpoint_callbacks:
+        key = "best" if cb.monitor else "last"
+        out[key] = cb.best_model_path if cb.monitor else cb.last_model_path or cb.best_model_path
+    return out
+
+
+def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs) -> tuple[PoseModule, L.Trainer]:
+    """Train per ``cfg``; ``resume``: a checkpoint path, or "last" for ``out_dir/name/checkpoints/last.ckpt``."""
+    _check_root(cfg)
+    L.seed_everything(cfg.train.seed, workers=True)
+    spec = keypoint_spec(cfg)
+    out_dir = Path(cfg.train.out_dir) / cfg.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    train_instances, _ = load_split(cfg, spec, "train")
+    train_set = TopDownDataset(train_instances, TopDownTransform(cfg.transform, spec, train=True),
+                               on_error=cfg.data.on_error, seed=cfg.train.seed)
+    train_loader = DataLoader(train_set, batch_size=cfg.data.batch_size, drop_last=False,
+                              sampler=SeededShuffleSampler(len(train_set), cfg.train.seed),
+                              num_workers=cfg.data.num_workers, collate_fn=collate_skip_none,
+                              persistent_workers=cfg.data.num_workers > 0)
+    val_loader, evaluator = _val_loader(cfg, spec)
+    module = PoseModule.from_config(cfg, spec=spec, evaluator=evaluator)
+    if cfg.pretrained:
+        report = load_pretrained(module.model.backbone, cfg.pretrained, ignore=("fc.",))
+        log.info("backbone weights from %s: %s", cfg.pretrained, report)
+    ckpt_path = None
+    if resume == "last":
+        ckpt_path = out_dir / "checkpoints" / "last.ckpt"
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"no checkpoint to resume from at {ckpt_path}")
+    elif resume:
+        ckpt_path = Path(resume)
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
+    trainer = _trainer(cfg, out_dir, monitor=f"val/{evaluator.main_metric}", **trainer_kwargs)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    return module, trainer
+
+
+def load_module(checkpoint: str | Path, cfg: ExperimentConfig | None = None) -> PoseModule:
+    """A trained module from a Lightning checkpoint; the config stored in it unless ``cfg``."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    config = config_to_dict(cfg) if cfg is not None else ckpt["hyper_parameters"]["config"]
+    module = PoseModule(config)
+    module.load_state_dict(ckpt["state_dict"])
+    return module
+
+
+def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, out_file: str | Path | None = None,
+             **trainer_kwargs) -> dict:
+    """Run the validation split's standard evaluation with the weights of ``checkpoint``;
+    ``cfg`` gives data and test settings (its model section must match the checkpoint)."""
+    _check_root(cfg)
+    spec = keypoint_spec(cfg)
+    module = load_module(checkpoint, cfg)
+    module.spec = spec
+    loader, module.evaluator = _val_loader(cfg, spec)
+    tc = cfg.train
+    # One device by default: the evaluator needs every prediction in one process anyway.
+    kwargs = {"accelerator": tc.accelerator, "devices": 1, "precision": tc.precision, "logger": False,
+              "enable_checkpointing": False, **trainer_kwargs}
+    trainer = L.Trainer(**kwargs)
+    trainer.validate(module, loader, verbose=False)
+    if out_file is not None:
+        Path(out_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_file).write_text(json.dumps(module.last_results))
+    return module.last_metrics
