@@ -84,13 +84,16 @@ def test_clear_errors(tmp_path, fixtures, capsys):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_load_and_build(path):
+    from rlepose.training.lifting import LiftingModule
     from rlepose.training.module import PoseModule
 
     cfg = load_config(path)
-    module = PoseModule.from_config(cfg)
-    assert module.model.head is not None
+    module = (LiftingModule if cfg.task == "lifting" else PoseModule).from_config(cfg)
+    dim = 3 if cfg.task == "lifting" else cfg.model.dim
     if "rle" in path.stem:
-        assert cfg.loss.name.startswith("rle") and sum(p.numel() for p in module.loss.flow.parameters()) == 53784
+        assert cfg.loss.name.startswith("rle") and module.loss.flow.dim == dim
+        if dim == 2:
+            assert sum(p.numel() for p in module.loss.flow.parameters()) == 53784  # Table 11, 3×64
 
 
 @pytest.mark.slow

@@ -47,8 +47,14 @@ def cmd_toy(args: argparse.Namespace) -> int:
 
 
 def _summary(metrics: dict) -> str:
-    keys = [k for k in metrics if "/" not in k]
+    keys = [k for k in metrics if "/" not in k and isinstance(metrics[k], (int, float))]
     return " | ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+
+
+def _action_table(table: dict) -> str:
+    rows = [{"action": a, **v} for a, v in table.items()]
+    return _table(rows, [("action", "action", "s"), ("MPJPE", "MPJPE (mm)", ".1f"),
+                         ("PA-MPJPE", "PA-MPJPE (mm)", ".1f"), ("n", "poses", "d")])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -59,6 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     module, trainer = train(cfg, resume=args.resume)
     paths = checkpoint_paths(trainer)
     print(f"\ncheckpoints: last {paths.get('last') or '—'}, best {paths.get('best') or '—'}")
+    if getattr(module, "last_table", None):
+        print(_action_table(module.last_table))
     if module.last_metrics:
         print(f"final validation ({cfg.name}): {_summary(module.last_metrics)}")
     return 0
@@ -70,6 +78,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     metrics = evaluate(cfg, args.checkpoint, out_file=args.results)
+    if "table" in metrics:
+        print(_action_table(metrics.pop("table")))
     if args.results:
         print(f"predictions written to {args.results}")
     print(f"{cfg.name}: {_summary(metrics)}")

@@ -43,6 +43,7 @@ class Instance:
     area: float = 0.0
     record: str = ""
     head_size: float | None = None
+    depth: np.ndarray | None = None  # (K,) root-relative depth in mm, for 3-D samples
     extra: dict = field(default_factory=dict)
 
 
@@ -217,13 +218,20 @@ def load_mpii_instances(ann_file: str | Path, image_root: str | Path, on_error: 
 class TopDownDataset(Dataset):
     """Crops of ``instances`` through ``transform``. Items are the transform's dict plus
     ``index``, ``image_id``, ``score``, ``area``. With ``on_error="skip"`` an unreadable image
-    gives ``None``, which :func:`collate_skip_none` drops from the batch."""
+    gives ``None``, which :func:`collate_skip_none` drops from the batch.
+
+    With ``depth_range_mm`` (3-D training) ``target`` is (K, 3): the third coordinate is the
+    root-relative depth divided by ``depth_range_mm`` (2000 mm maps ±1 m to ±0.5, the span of
+    the crop's x and y), and ``target_weight`` is (K, 3), 0 on z for instances without depth
+    (2-D-only samples such as MPII in mixed training)."""
 
     def __init__(self, instances: list[Instance], transform: TopDownTransform, on_error: str = "raise",
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, depth_range_mm: float | None = None) -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError("on_error must be 'raise' or 'skip'")
         self.instances, self.transform, self.on_error, self.seed = instances, transform, on_error, seed
+        self.depth_range_mm = depth_range_mm
+        self._perm = transform.spec.flip_permutation()
         self._epoch = 0
 
     def __len__(self) -> int:
@@ -246,6 +254,15 @@ class TopDownDataset(Dataset):
             rng = np.random.default_rng([self.seed, self._epoch, index])
         sample = self.transform(image, inst.box, inst.keypoints, inst.visible, rng)
         sample.update(index=index, image_id=inst.image_id, score=inst.score, area=inst.area)
+        if self.depth_range_mm is not None:
+            weight = sample["target_weight"]
+            if inst.depth is None:
+                z, wz = torch.zeros_like(weight), torch.zeros_like(weight)
+            else:
+                depth = inst.depth[self._perm] if sample["flipped"] else inst.depth
+                z, wz = torch.from_numpy(depth / self.depth_range_mm).float(), weight
+            sample["target"] = torch.cat([sample["target"], z[:, None]], -1)
+            sample["target_weight"] = torch.stack([weight, weight, wz], -1)
         return sample
 
 

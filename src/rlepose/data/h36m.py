@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlepose.data.datasets import DataError
+from rlepose.data.datasets import DataError, Instance
 from rlepose.data.keypoints import KeypointSpec
 
 H36M_KEYPOINTS = KeypointSpec(
@@ -150,6 +150,35 @@ def load_h36m_frames(npz_file: str | Path, subjects: tuple[str, ...] | None = No
                       d["scale"][keep].astype(float), d["part"][keep, :, :2].astype(float),
                       d["S"][keep, :, :3].astype(float) * 1000.0,
                       [m[0] for m in meta], [m[1] for m in meta], [m[2] for m in meta])
+
+
+def h36m_instances(frames: H36MFrames, image_root: str | Path) -> list[Instance]:
+    """Layout-(a) frames as top-down instances with root-relative depth (mm); the box is the
+    frame's ``scale``·200 pixels square around ``center`` (the common preprocessing);
+    ``extra`` keeps camera-space joints, subject, action and camera for evaluation."""
+    out = []
+    for i in range(len(frames.image)):
+        side = 200.0 * frames.scale[i]
+        cx, cy = frames.center[i]
+        joints = frames.joints_cam[i]
+        out.append(Instance(Path(image_root) / frames.image[i], i, np.array([cx - side / 2, cy - side / 2, side, side]),
+                            frames.joints_2d[i], np.ones(17), 1.0, side * side, frames.image[i],
+                            depth=joints[:, 2] - joints[0, 2],
+                            extra={"joints_cam": joints, "subject": frames.subject[i], "action": frames.action[i],
+                                   "camera": frames.camera[i]}))
+    return out
+
+
+def mpii_as_h36m(instances: list[Instance]) -> list[Instance]:
+    """MPII instances (16 joints) relabelled to the 17 H36M joints for mixed 2-D/3-D training;
+    the H36M spine has no MPII counterpart and stays unlabelled; no depth."""
+    out = []
+    for inst in instances:
+        kps, vis = np.zeros((17, 2)), np.zeros(17)
+        for m, h in MPII_TO_H36M.items():
+            kps[h], vis[h] = inst.keypoints[m], inst.visible[m]
+        out.append(Instance(inst.image_path, inst.image_id, inst.box, kps, vis, inst.score, inst.area, inst.record))
+    return out
 
 
 @dataclass

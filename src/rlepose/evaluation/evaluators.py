@@ -73,3 +73,31 @@ class MpiiEvaluator:
         results = [{"record": i.record, "keypoints": kp.tolist(), "joint_confidence": c.tolist()}
                    for i, kp, c in zip(insts, keypoints, joint_confidence)]
         return metrics, results
+
+
+class H36MEvaluator:
+    """Single-stage 3-D: (u, v) in image pixels and normalized root-relative depth → camera
+    space with the ground-truth root depth (the usual protocol, as in Sun et al.), then MPJPE
+    and PA-MPJPE (mm) per action and averaged over actions."""
+
+    main_metric = "MPJPE"
+    mode = "min"
+
+    def __init__(self, instances: list[Instance], cameras: dict, depth_range_mm: float) -> None:
+        self.instances, self.cameras, self.depth_range_mm = instances, cameras, depth_range_mm
+
+    def __call__(self, indices: np.ndarray, keypoints: np.ndarray, joint_confidence: np.ndarray,
+                 confidence: np.ndarray) -> tuple[dict[str, float], list[dict]]:
+        from rlepose.evaluation.pose3d import per_action_table
+
+        preds, gts, actions = [], [], []
+        for inst, kp in zip((self.instances[i] for i in indices), keypoints):
+            gt = inst.extra["joints_cam"]
+            cam = self.cameras[(inst.extra["subject"], inst.extra["camera"])]
+            depth = gt[0, 2] + kp[:, 2] * self.depth_range_mm
+            preds.append(cam.backproject(kp[:, :2], depth / 1000.0) * 1000.0)
+            gts.append(gt)
+            actions.append(inst.extra["action"])
+        table = per_action_table(np.stack(preds), np.stack(gts), actions)
+        metrics = {"MPJPE": table["Average"]["MPJPE"], "PA-MPJPE": table["Average"]["PA-MPJPE"]}
+        return metrics, [{"action": a, **v} for a, v in table.items()]

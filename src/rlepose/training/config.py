@@ -44,6 +44,20 @@ class DataConfig:
     det_score_threshold: float = 0.0
     keypoints: dict | None = None
     on_error: str = "raise"
+    # Human3.6M (format h36m: single-stage crops from a layout-(a) npz given as train_ann/val_ann;
+    # task lifting: a data_3d_h36m.npz archive, or generated poses when data_3d is unset)
+    cameras: str | None = None
+    data_3d: str | None = None
+    data_2d: str | None = None
+    generated_train: int = 50_000
+    generated_val: int = 10_000
+    train_stride: int = 1
+    val_stride: int = 1
+    depth_range_mm: float = 2000.0
+    train_subjects: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
+    val_subjects: tuple[str, ...] = ("S9", "S11")
+    mix_mpii_ann: str | None = None  # mixed 2-D/3-D training: an MPII top-down JSON …
+    mix_mpii_images: str | None = None  # … and its image folder (z carries zero weight)
     batch_size: int = 32
     val_batch_size: int = 64
     num_workers: int = 4
@@ -81,9 +95,22 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class LiftingConfig:
+    """The FC lifting network (Martinez et al.): width, residual blocks, dropout."""
+
+    width: int = 1024
+    num_blocks: int = 2
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
+    """``task``: topdown (crops → 2-D or 3-D keypoints) or lifting (2-D joints → 3-D)."""
+
     name: str = "coco_res50_rle"
+    task: str = "topdown"
     model: ModelConfig = ModelConfig()
+    lifting: LiftingConfig = LiftingConfig()
     loss: LossConfig = LossConfig()
     data: DataConfig = DataConfig()
     transform: TransformConfig = TransformConfig()
@@ -91,8 +118,8 @@ class ExperimentConfig:
     pretrained: str | None = None  # backbone weights (e.g. torchvision ImageNet ResNet)
 
 
-_SECTIONS = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "transform": TransformConfig,
-             "train": TrainConfig}
+_SECTIONS = {"model": ModelConfig, "lifting": LiftingConfig, "loss": LossConfig, "data": DataConfig,
+             "transform": TransformConfig, "train": TrainConfig}
 
 
 class ConfigError(ValueError):
@@ -120,11 +147,14 @@ def config_from_dict(d: dict) -> ExperimentConfig:
     for key, value in d.items():
         if key in _SECTIONS:
             kwargs[key] = _build(_SECTIONS[key], value or {}, key)
-        elif key in ("name", "pretrained"):
+        elif key in ("name", "pretrained", "task"):
             kwargs[key] = value
         else:
-            raise ConfigError(f"unknown top-level key {key!r}; allowed: name, pretrained, {', '.join(_SECTIONS)}")
-    return ExperimentConfig(**kwargs)
+            raise ConfigError(f"unknown top-level key {key!r}; allowed: name, task, pretrained, {', '.join(_SECTIONS)}")
+    cfg = ExperimentConfig(**kwargs)
+    if cfg.task not in ("topdown", "lifting"):
+        raise ConfigError(f"unknown task {cfg.task!r}: topdown or lifting")
+    return cfg
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict:

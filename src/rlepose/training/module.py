@@ -70,10 +70,12 @@ class PoseModule(L.LightningModule):
             return
         perm = self.spec.flip_permutation() if (self.cfg.train.flip_test and self.spec and self.spec.flip_pairs) else None
         out = predict_crops(self.model, batch["image"], perm)
+        keypoints = out["keypoints"].float().cpu().numpy()
+        image_xy = crop_to_image(keypoints, batch["matrix"].cpu().numpy(), self.cfg.transform.input_size)
         self._val_outputs.append({
             "index": batch["index"].cpu().numpy(),
-            "keypoints": crop_to_image(out["keypoints"].float().cpu().numpy(), batch["matrix"].cpu().numpy(),
-                                       self.cfg.transform.input_size),
+            # (N, K, 2) image pixels, or (N, K, 3) with the normalized depth kept for 3-D
+            "keypoints": np.concatenate([image_xy, keypoints[..., 2:]], -1),
             "joint_confidence": out["joint_confidence"].float().cpu().numpy(),
             "confidence": out["confidence"].float().cpu().numpy()})
 

@@ -9,15 +9,18 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from rlepose.data.datasets import (DataError, SeededShuffleSampler, TopDownDataset, collate_skip_none,
                                    load_coco_instances, load_mpii_instances)
+from rlepose.data.h36m import (H36M_KEYPOINTS, TEST_SUBJECTS, TRAIN_SUBJECTS, PoseSet, generate_pose_set,
+                               h36m_instances, load_cameras, load_h36m_frames, load_h36m_poses, mpii_as_h36m)
 from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import TopDownTransform
-from rlepose.evaluation.evaluators import CocoEvaluator, MpiiEvaluator
+from rlepose.evaluation.evaluators import CocoEvaluator, H36MEvaluator, MpiiEvaluator
 from rlepose.models.checkpoint import load_pretrained
 from rlepose.training.config import ExperimentConfig, config_to_dict
+from rlepose.training.lifting import LiftingModule, lifting_tensors
 from rlepose.training.module import PoseModule
 
 log = logging.getLogger(__name__)
@@ -27,7 +30,7 @@ def keypoint_spec(cfg: ExperimentConfig) -> KeypointSpec:
     if cfg.data.keypoints:
         spec = KeypointSpec.from_dict(cfg.data.keypoints)
     else:
-        spec = MPII_KEYPOINTS if cfg.data.format == "mpii" else COCO_KEYPOINTS
+        spec = {"mpii": MPII_KEYPOINTS, "h36m": H36M_KEYPOINTS}.get(cfg.data.format, COCO_KEYPOINTS)
     if spec.num_joints != cfg.model.num_joints:
         raise DataError(f"model.num_joints = {cfg.model.num_joints} but the keypoint set "
                         f"'{spec.name}' has {spec.num_joints} joints")
@@ -54,6 +57,18 @@ def load_split(cfg: ExperimentConfig, spec: KeypointSpec, split: str):
     elif d.format == "mpii":
         instances = load_mpii_instances(ann, images, on_error=d.on_error)
         evaluator = MpiiEvaluator(instances, spec) if split == "val" else None
+    elif d.format == "h36m":
+        subjects = d.train_subjects if split == "train" else d.val_subjects
+        stride = d.train_stride if split == "train" else d.val_stride
+        instances = h36m_instances(load_h36m_frames(ann, subjects, stride), images)
+        if split == "train" and d.mix_mpii_ann:
+            instances += mpii_as_h36m(load_mpii_instances(d.path(d.mix_mpii_ann), d.path(d.mix_mpii_images),
+                                                          on_error=d.on_error))
+        evaluator = None
+        if split == "val":
+            if d.cameras is None:
+                raise DataError("format h36m needs data.cameras (cameras.pkl) for evaluation")
+            evaluator = H36MEvaluator(instances, load_cameras(d.path(d.cameras)), d.depth_range_mm)
     else:
         raise DataError(f"unknown data.format {d.format!r}: coco or mpii")
     if not instances:
@@ -70,20 +85,27 @@ class _SetEpoch(Callback):
             dataset.set_epoch(trainer.current_epoch)
 
 
+def _depth_range(cfg: ExperimentConfig) -> float | None:
+    return cfg.data.depth_range_mm if cfg.model.dim == 3 else None
+
+
 def _val_loader(cfg: ExperimentConfig, spec: KeypointSpec):
     instances, evaluator = load_split(cfg, spec, "val")
-    dataset = TopDownDataset(instances, TopDownTransform(cfg.transform, spec, train=False), on_error=cfg.data.on_error)
+    dataset = TopDownDataset(instances, TopDownTransform(cfg.transform, spec, train=False), on_error=cfg.data.on_error,
+                             depth_range_mm=_depth_range(cfg))
     loader = DataLoader(dataset, batch_size=cfg.data.val_batch_size, shuffle=False, num_workers=cfg.data.num_workers,
                         collate_fn=collate_skip_none)
     return loader, evaluator
 
 
-def _trainer(cfg: ExperimentConfig, out_dir: Path, monitor: str | None, **kwargs) -> L.Trainer:
+def _trainer(cfg: ExperimentConfig, out_dir: Path, monitor: str | None, mode: str = "max", **kwargs) -> L.Trainer:
     tc = cfg.train
-    callbacks = [_SetEpoch(), LearningRateMonitor(logging_interval="epoch")]
+    callbacks: list[Callback] = [_SetEpoch()]
+    if kwargs.get("logger", True) is not False:  # the monitor needs a logger
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     ckpt_dir = out_dir / "checkpoints"
     if monitor:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:03d}", monitor=monitor, mode="max",
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="best-{epoch:03d}", monitor=monitor, mode=mode,
                                          save_top_k=1, auto_insert_metric_name=False))
     # "last" on its own: Lightning ≥ 2.6 refreshes save_last only together with a new best.
     callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
@@ -95,11 +117,12 @@ def _trainer(cfg: ExperimentConfig, out_dir: Path, monitor: str | None, **kwargs
         loggers.append(TensorBoardLogger(out_dir, name="tensorboard", version=""))
     except ModuleNotFoundError:  # tensorboard is part of the [train] extra
         log.warning("tensorboard not installed: CSV logs only")
-    return L.Trainer(max_epochs=tc.epochs, max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices,
-                     strategy=tc.strategy, num_nodes=tc.num_nodes, precision=tc.precision,
-                     gradient_clip_val=tc.gradient_clip, check_val_every_n_epoch=tc.val_every,
-                     limit_train_batches=tc.limit_train_batches, callbacks=callbacks, logger=loggers,
-                     default_root_dir=out_dir, log_every_n_steps=10, **kwargs)
+    settings = dict(max_epochs=tc.epochs, max_steps=tc.max_steps, accelerator=tc.accelerator, devices=tc.devices,
+                    strategy=tc.strategy, num_nodes=tc.num_nodes, precision=tc.precision,
+                    gradient_clip_val=tc.gradient_clip, check_val_every_n_epoch=tc.val_every,
+                    limit_train_batches=tc.limit_train_batches, callbacks=callbacks, logger=loggers,
+                    default_root_dir=out_dir, log_every_n_steps=10)
+    return L.Trainer(**{**settings, **kwargs})
 
 
 def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
@@ -111,17 +134,77 @@ def checkpoint_paths(trainer: L.Trainer) -> dict[str, str]:
     return out
 
 
-def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs) -> tuple[PoseModule, L.Trainer]:
-    """Train per ``cfg``; ``resume``: a checkpoint path, or "last" for ``out_dir/name/checkpoints/last.ckpt``."""
+def _resume_path(out_dir: Path, resume: str | None) -> Path | None:
+    if resume is None:
+        return None
+    path = out_dir / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint to resume from at {path}")
+    return path
+
+
+def _start(cfg: ExperimentConfig) -> Path:
     _check_root(cfg)
     L.seed_everything(cfg.train.seed, workers=True)
-    spec = keypoint_spec(cfg)
     out_dir = Path(cfg.train.out_dir) / cfg.name
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    return out_dir
+
+
+def lifting_sets(cfg: ExperimentConfig) -> tuple[PoseSet, PoseSet]:
+    """Training (S1, S5–S8) and test (S9, S11) poses: from ``data.data_3d`` when set, else
+    generated poses seen through the real cameras of ``data.cameras`` (labelled generated)."""
+    d = cfg.data
+    if d.cameras is None:
+        raise DataError("lifting needs data.cameras (cameras.pkl)")
+    if d.data_3d:
+        args = (d.path(d.data_3d), d.path(d.cameras))
+        return (load_h36m_poses(*args, TRAIN_SUBJECTS, d.path(d.data_2d), d.train_stride),
+                load_h36m_poses(*args, TEST_SUBJECTS, d.path(d.data_2d), d.val_stride))
+    cams = load_cameras(d.path(d.cameras))
+    log.warning("no data.data_3d given: training and testing on GENERATED skeletons (%d / %d poses)",
+                d.generated_train, d.generated_val)
+    return (generate_pose_set(d.generated_train, cams, TRAIN_SUBJECTS, seed=cfg.train.seed),
+            generate_pose_set(d.generated_val, cams, TEST_SUBJECTS, seed=cfg.train.seed + 1))
+
+
+def _lifting_loaders(cfg: ExperimentConfig, train_set: PoseSet | None, val_set: PoseSet):
+    loaders = []
+    for poses, is_train in ((train_set, True), (val_set, False)):
+        if poses is None:
+            loaders.append(None)
+            continue
+        x, y = lifting_tensors(poses)
+        data = TensorDataset(x, y) if is_train else TensorDataset(x, y, torch.arange(len(x)))
+        sampler = SeededShuffleSampler(len(data), cfg.train.seed) if is_train else None
+        loaders.append(DataLoader(data, batch_size=cfg.data.batch_size if is_train else cfg.data.val_batch_size,
+                                  sampler=sampler, num_workers=0))
+    return loaders
+
+
+def _train_lifting(cfg: ExperimentConfig, resume: str | None, **trainer_kwargs):
+    out_dir = _start(cfg)
+    train_set, val_set = lifting_sets(cfg)
+    module = LiftingModule.from_config(cfg, val_actions=val_set.action)
+    x, y = lifting_tensors(train_set)
+    module.normalizer.fit(x.numpy(), y.numpy())
+    train_loader, val_loader = _lifting_loaders(cfg, train_set, val_set)
+    trainer = _trainer(cfg, out_dir, monitor="val/MPJPE", mode="min", **trainer_kwargs)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=_resume_path(out_dir, resume))
+    return module, trainer
+
+
+def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs):
+    """Train per ``cfg``; ``resume``: a checkpoint path, or "last" for ``out_dir/name/checkpoints/last.ckpt``.
+    Returns the trained module and the Lightning trainer."""
+    if cfg.task == "lifting":
+        return _train_lifting(cfg, resume, **trainer_kwargs)
+    out_dir = _start(cfg)
+    spec = keypoint_spec(cfg)
     train_instances, _ = load_split(cfg, spec, "train")
     train_set = TopDownDataset(train_instances, TopDownTransform(cfg.transform, spec, train=True),
-                               on_error=cfg.data.on_error, seed=cfg.train.seed)
+                               on_error=cfg.data.on_error, seed=cfg.train.seed, depth_range_mm=_depth_range(cfg))
     train_loader = DataLoader(train_set, batch_size=cfg.data.batch_size, drop_last=False,
                               sampler=SeededShuffleSampler(len(train_set), cfg.train.seed),
                               num_workers=cfg.data.num_workers, collate_fn=collate_skip_none,
@@ -131,28 +214,21 @@ def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs) ->
     if cfg.pretrained:
         report = load_pretrained(module.model.backbone, cfg.pretrained, ignore=("fc.",))
         log.info("backbone weights from %s: %s", cfg.pretrained, report)
-    ckpt_path = None
-    if resume == "last":
-        ckpt_path = out_dir / "checkpoints" / "last.ckpt"
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"no checkpoint to resume from at {ckpt_path}")
-    elif resume:
-        ckpt_path = Path(resume)
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {ckpt_path}")
-    trainer = _trainer(cfg, out_dir, monitor=f"val/{evaluator.main_metric}", **trainer_kwargs)
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    trainer = _trainer(cfg, out_dir, monitor=f"val/{evaluator.main_metric}", mode=getattr(evaluator, "mode", "max"),
+                       **trainer_kwargs)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=_resume_path(out_dir, resume))
     return module, trainer
 
 
-def load_module(checkpoint: str | Path, cfg: ExperimentConfig | None = None) -> PoseModule:
-    """A trained module from a Lightning checkpoint; the config stored in it unless ``cfg``."""
+def load_module(checkpoint: str | Path, cfg: ExperimentConfig | None = None):
+    """A trained module (PoseModule or LiftingModule) from a Lightning checkpoint; the config
+    stored in it unless ``cfg``."""
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     config = config_to_dict(cfg) if cfg is not None else ckpt["hyper_parameters"]["config"]
-    module = PoseModule(config)
+    module = (LiftingModule if config.get("task") == "lifting" else PoseModule)(config)
     module.load_state_dict(ckpt["state_dict"])
     return module
 
@@ -162,10 +238,15 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, out_file: str | Path
     """Run the validation split's standard evaluation with the weights of ``checkpoint``;
     ``cfg`` gives data and test settings (its model section must match the checkpoint)."""
     _check_root(cfg)
-    spec = keypoint_spec(cfg)
     module = load_module(checkpoint, cfg)
-    module.spec = spec
-    loader, module.evaluator = _val_loader(cfg, spec)
+    if cfg.task == "lifting":
+        val_set = lifting_sets(cfg)[1]
+        module.val_actions = val_set.action
+        loader = _lifting_loaders(cfg, None, val_set)[1]
+    else:
+        spec = keypoint_spec(cfg)
+        module.spec = spec
+        loader, module.evaluator = _val_loader(cfg, spec)
     tc = cfg.train
     # One device by default: the evaluator needs every prediction in one process anyway.
     kwargs = {"accelerator": tc.accelerator, "devices": 1, "precision": tc.precision, "logger": False,
@@ -174,5 +255,8 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, out_file: str | Path
     trainer.validate(module, loader, verbose=False)
     if out_file is not None:
         Path(out_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_file).write_text(json.dumps(module.last_results))
+        payload = module.last_table if cfg.task == "lifting" else module.last_results
+        Path(out_file).write_text(json.dumps(payload, indent=1 if cfg.task == "lifting" else None))
+    if cfg.task == "lifting":
+        return {**module.last_metrics, "table": module.last_table}
     return module.last_metrics
