@@ -6,18 +6,21 @@ Latency at batch 1 and throughput at batch ``--batch``, decoding to keypoints in
 (regression: µ̂ and 1 − σ̂; heatmaps: argmax with the quarter-pixel shift). Medians over
 repeats after warm-up; compare the ratio, which is measured in one run on one machine.
 Also prints parameters and multiply-adds like the paper's Table 5 (deconvolutions counted
-per output pixel as the paper does; see rlepose.models.complexity).
+per output pixel as the paper does; see rlepose.models.complexity), and the exported ONNX
+inference graph of each model under ONNX Runtime (CPU) against eager PyTorch.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from rlepose.export import InferenceGraph, OnnxBackend, export_onnx
 from rlepose.models import ModelConfig, build_pose_model, complexity
 
 PAPER_TABLE5 = {"regression": {"params": 23.6e6, "gflops": 4.0, "head_gflops": 0.0002},
@@ -51,9 +54,18 @@ def main() -> None:
         with torch.inference_mode():
             latency = median_time(lambda: model.inference(x1), args.repeats)
             batch_time = median_time(lambda: model.inference(xb), max(3, args.repeats // 5), warmup=1)
+        graph = InferenceGraph(model).eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            ort = OnnxBackend(export_onnx(model, Path(tmp) / "m.onnx", (256, 192), {"benchmark": True}))
+            ort_latency = median_time(lambda: ort(x1), args.repeats)
+            ort_batch = median_time(lambda: ort(xb), max(3, args.repeats // 5), warmup=1)
+            with torch.inference_mode():
+                max_diff = (ort(xb[:4])[0] - graph(xb[:4])[0]).abs().max().item()
         rows.append({"model": f"ResNet-50 {head}", "head": head, "params": cost.params, "gmacs": cost.macs / 1e9,
                      "head_gmacs": cost.head_macs / 1e9, "latency_ms": 1e3 * latency,
-                     "throughput_img_s": args.batch / batch_time, "paper": PAPER_TABLE5[head]})
+                     "throughput_img_s": args.batch / batch_time, "ort_latency_ms": 1e3 * ort_latency,
+                     "ort_throughput_img_s": args.batch / ort_batch, "ort_max_abs_diff": max_diff,
+                     "paper": PAPER_TABLE5[head]})
     reg, hm = rows
     ratios = {"latency_heatmap_over_regression": hm["latency_ms"] / reg["latency_ms"],
               "throughput_regression_over_heatmap": reg["throughput_img_s"] / hm["throughput_img_s"]}
@@ -68,6 +80,15 @@ def main() -> None:
     print(f"heatmap/regression latency: {ratios['latency_heatmap_over_regression']:.2f}×; "
           f"regression/heatmap throughput: {ratios['throughput_regression_over_heatmap']:.2f}×; "
           f"head MACs ratio: 1/{hm['head_gmacs'] / reg['head_gmacs']:.0f} (paper 1/28500)")
+    print(f"\nONNX Runtime vs eager PyTorch (same machine, same run)")
+    print(f"{'model':>22} {'ORT b=1':>9} {'torch b=1':>10} {'ratio':>6} {f'ORT img/s':>9} {'torch img/s':>11} {'ratio':>6} {'max |Δ|':>8}")
+    for r in rows:
+        ratios[f"ort_speedup_b1_{r['head']}"] = r["latency_ms"] / r["ort_latency_ms"]
+        ratios[f"ort_speedup_b{args.batch}_{r['head']}"] = r["ort_throughput_img_s"] / r["throughput_img_s"]
+        print(f"{r['model']:>22} {r['ort_latency_ms']:7.1f}ms {r['latency_ms']:8.1f}ms "
+              f"{r['latency_ms'] / r['ort_latency_ms']:5.2f}× {r['ort_throughput_img_s']:9.1f} "
+              f"{r['throughput_img_s']:11.1f} {r['ort_throughput_img_s'] / r['throughput_img_s']:5.2f}× "
+              f"{r['ort_max_abs_diff']:8.1e}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"threads": torch.get_num_threads(), "batch": args.batch, "rows": rows,

@@ -30,3 +30,25 @@ def test_inference_speed_small(tmp_path):
     data = json.loads(out.read_text())
     assert [r["head"] for r in data["rows"]] == ["regression", "heatmap"]
     assert data["ratios"]["latency_heatmap_over_regression"] > 0
+
+
+@pytest.mark.slow
+def test_train_speed_small(tmp_path):
+    out = tmp_path / "train.json"
+    run_script("train_speed.py", "--steps", "2", "--batch", "4", "--input", "64", "48", "--workers", "0",
+               "--data", str(tmp_path / "data"), "--out", str(out))
+    data = json.loads(out.read_text())
+    assert set(data["images_per_s"]) == {"pipeline", "l1", "rle"} and data["rle_over_l1"] > 0
+
+
+@pytest.mark.slow
+def test_lifting_and_paper_tables_small(tmp_path):
+    out = tmp_path / "lift.json"
+    run_script("lifting.py", "--epochs", "1", "--train-poses", "2000", "--test-poses", "500", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["loss"] for r in rows] == ["l2", "rle"] and all(r["MPJPE"] > 0 for r in rows)
+    out = tmp_path / "tables.json"
+    run_script("paper_tables.py", "--rows", "rle,l1", "--epochs", "1", "--train-images", "16", "--val-images", "8",
+               "--dir", str(tmp_path / "pt"), "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["row"] for r in rows] == ["rle", "l1"] and rows[0]["paper_AP"] == 70.5

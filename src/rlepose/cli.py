@@ -86,6 +86,47 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rlepose.demo import run_demo
+
+    summary = run_demo(args.out, args.train_images, args.val_images, args.epochs, args.seed)
+    print(f"\nRLE on the embedded synthetic dataset (generated figures; {args.train_images} train / "
+          f"{args.val_images} held-out images):")
+    print("  " + _summary(summary["metrics"]))
+    for key in ("checkpoint", "picture", "metrics_file", "data", "logs"):
+        print(f"  {key:>12}: {summary[key]}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from rlepose.predict import predict_files
+
+    summary = predict_files(args.checkpoint, args.images, args.out, boxes_file=args.boxes,
+                            box_score_threshold=args.box_score_threshold, render_dir=args.render,
+                            backend=args.backend, onnx_path=args.onnx, flip_test=not args.no_flip)
+    print(f"{summary['persons']} persons in {summary['images']} images → {args.out}"
+          + (f"; drawings in {args.render}" if args.render else ""))
+    for failure in summary["failed"]:
+        print(f"  skipped {failure}", file=sys.stderr)
+    return 1 if summary["failed"] and not summary["images"] else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rlepose.predict import export_checkpoint
+
+    path = export_checkpoint(args.checkpoint, args.out)
+    print(f"exported the inference graph (no flow, dynamic batch) to {path}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from rlepose.convert import convert_checkpoint
+
+    path = convert_checkpoint(args.source, args.dest, args.kind, args.backbone)
+    print(f"converted {args.kind} checkpoint → {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlepose", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,10 +152,38 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--results", help="write predictions (COCO results format for COCO) to this JSON")
     ev.set_defaults(func=cmd_eval)
 
-    demo = sub.add_parser("demo", help="the main job on its embedded default (currently: the toy comparison)")
-    for action in toy._actions[1:]:
-        demo._add_action(action)
-    demo.set_defaults(func=cmd_toy)
+    demo = sub.add_parser("demo", help="render the embedded dataset, train RLE on it, evaluate, draw (CPU, minutes)")
+    demo.add_argument("--out", default="outputs/demo")
+    demo.add_argument("--train-images", type=int, default=3000)
+    demo.add_argument("--val-images", type=int, default=300)
+    demo.add_argument("--epochs", type=int, default=4)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+
+    pr = sub.add_parser("predict", help="top-down inference on image files or folders")
+    pr.add_argument("images", nargs="+", help="image files or folders")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--boxes", help="COCO detection-results JSON (image_id → file by name or id); whole image if unset")
+    pr.add_argument("--box-score-threshold", type=float, default=0.0)
+    pr.add_argument("--out", default="predictions.json", help="COCO-format results JSON")
+    pr.add_argument("--render", help="folder for images with drawn skeletons")
+    pr.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+    pr.add_argument("--onnx", help="ONNX model for --backend onnxruntime (default: checkpoint with .onnx)")
+    pr.add_argument("--no-flip", action="store_true", help="skip the flip test")
+    pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="export the inference graph (no flow)")
+    ex.add_argument("--checkpoint", required=True)
+    ex.add_argument("--format", choices=["onnx"], default="onnx")
+    ex.add_argument("--out", help="default: the checkpoint path with .onnx")
+    ex.set_defaults(func=cmd_export)
+
+    cv = sub.add_parser("convert", help="import a checkpoint of the official RLE code or of MMPose")
+    cv.add_argument("source")
+    cv.add_argument("dest")
+    cv.add_argument("--from", dest="kind", choices=["official", "mmpose"], required=True)
+    cv.add_argument("--backbone", default="resnet50")
+    cv.set_defaults(func=cmd_convert)
     return parser
 
 

@@ -30,14 +30,19 @@ def predict_crops(model: TopDownPoseModel, images: Tensor, flip_perm: list[int] 
     if flip_perm is None:
         return out
     flipped = model.inference(images.flip(-1))
-    width = images.shape[-1]
-    keypoints = (out["keypoints"] + unflip(flipped["keypoints"], flip_perm, width)) / 2
-    if "sigma" in out:
-        sigma = (out["sigma"] + flipped["sigma"][:, flip_perm]) / 2
-        return {"keypoints": keypoints, "sigma": sigma, "joint_confidence": 1 - sigma.mean(-1),
-                "confidence": 1 - sigma.mean(dim=(1, 2))}
-    joint_conf = (out["joint_confidence"] + flipped["joint_confidence"][:, flip_perm]) / 2
-    return {"keypoints": keypoints, "joint_confidence": joint_conf, "confidence": joint_conf.mean(-1)}
+    keypoints, joint_conf = merge_flip(out["keypoints"], out["joint_confidence"], flipped["keypoints"],
+                                       flipped["joint_confidence"], flip_perm, images.shape[-1])
+    merged = {"keypoints": keypoints, "joint_confidence": joint_conf, "confidence": joint_conf.mean(-1)}
+    if "sigma" in out:  # averaging σ̂ and recomputing 1 − mean σ̂ is the same as averaging confidences
+        merged["sigma"] = (out["sigma"] + flipped["sigma"][:, flip_perm]) / 2
+    return merged
+
+
+def merge_flip(keypoints: Tensor, joint_conf: Tensor, keypoints_flipped: Tensor, joint_conf_flipped: Tensor,
+               perm: list[int], width: int) -> tuple[Tensor, Tensor]:
+    """Average a crop's prediction with its mirrored crop's, unmirrored (see :func:`unflip`)."""
+    return ((keypoints + unflip(keypoints_flipped, perm, width)) / 2,
+            (joint_conf + joint_conf_flipped[:, perm]) / 2)
 
 
 def crop_to_image(keypoints: np.ndarray, matrices: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:

@@ -23,17 +23,22 @@ class RegressionHead(nn.Module):
     """Pool + ``fc`` with K·2D outputs: µ̂ (N, K, D) and σ̂ = sigmoid (N, K, D).
 
     The FC's output rows are ordered ``[µ̂ of all joints (K·D), σ̂ logits of all joints (K·D)]``,
-    joint-major (x₀, y₀, x₁, y₁, …).
+    joint-major (x₀, y₀, x₁, y₁, …). ``coord_norm`` divides the µ̂ rows' matrix product (not the
+    bias) by the pooled feature's L2 norm, as the paper's official code does; off by default.
     """
 
-    def __init__(self, in_channels: int, num_joints: int, dim: int = 2) -> None:
+    def __init__(self, in_channels: int, num_joints: int, dim: int = 2, coord_norm: bool = False) -> None:
         super().__init__()
-        self.num_joints, self.dim = num_joints, dim
+        self.num_joints, self.dim, self.coord_norm = num_joints, dim, coord_norm
         self.fc = nn.Linear(in_channels, num_joints * dim * 2)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.fc(features.mean(dim=(2, 3)))
+        pooled = features.mean(dim=(2, 3))
+        out = self.fc(pooled)
         n, kd = out.shape[0], self.num_joints * self.dim
+        if self.coord_norm:
+            coords = (pooled @ self.fc.weight[:kd].t()) / pooled.norm(dim=1, keepdim=True) + self.fc.bias[:kd]
+            out = torch.cat([coords, out[:, kd:]], 1)
         mu = out[:, :kd].reshape(n, self.num_joints, self.dim)
         sigma = torch.sigmoid(out[:, kd:]).reshape(n, self.num_joints, self.dim)
         return mu, sigma

@@ -21,6 +21,7 @@ class ModelConfig:
     num_joints: int = 17
     dim: int = 2
     depth_bins: int = 64
+    coord_norm: bool = False  # regression head: the official code's feature-normalized µ̂ layer
 
 
 class TopDownPoseModel(nn.Module):
@@ -77,7 +78,7 @@ def build_pose_model(cfg: ModelConfig = ModelConfig()) -> TopDownPoseModel:
     c = backbone.out_channels
     stride32 = cfg.backbone.startswith("resnet")
     if cfg.head == "regression":
-        head = RegressionHead(c, cfg.num_joints, cfg.dim)
+        head = RegressionHead(c, cfg.num_joints, cfg.dim, coord_norm=cfg.coord_norm)
     elif cfg.head == "integral":
         head = IntegralHead(c, cfg.num_joints, cfg.dim, num_deconv=3 if stride32 else 0, depth_bins=cfg.depth_bins)
     elif cfg.head == "heatmap":

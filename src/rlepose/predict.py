@@ -1,0 +1,115 @@
+"""``rlepose predict`` and ``rlepose export`` behind the CLI: files in, COCO results out."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from rlepose.data.datasets import DataError, read_image
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def collect_images(paths: list[str | Path]) -> list[Path]:
+    """Files as given, folders expanded to their images (sorted)."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+def load_boxes(path: str | Path, images: list[Path], threshold: float = 0.0) -> dict[Path, tuple[np.ndarray, np.ndarray]]:
+    """A COCO detection-results JSON → {image: (boxes (M, 4), scores (M,))}. ``image_id`` is
+    matched to a file by its numeric stem (COCO's 000000000785.jpg ↔ 785) or its name."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"box file not found: {path}")
+    try:
+        dets = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"box file {path} is not valid JSON: {e}") from e
+    if not isinstance(dets, list):
+        raise DataError(f"box file {path}: expected a list of {{image_id, bbox, score}}")
+    by_key: dict = {}
+    for img in images:
+        by_key[img.name] = img
+        by_key[img.stem] = img
+        if img.stem.isdigit():
+            by_key[int(img.stem)] = img
+    found: dict[Path, list] = {}
+    for i, d in enumerate(dets):
+        if not isinstance(d, dict) or "image_id" not in d or "bbox" not in d:
+            raise DataError(f"box file {path}, entry {i}: needs image_id and bbox")
+        if d.get("score", 1.0) < threshold or d.get("category_id", 1) != 1:
+            continue
+        img = by_key.get(d["image_id"])
+        if img is not None:
+            found.setdefault(img, []).append((d["bbox"], d.get("score", 1.0)))
+    return {img: (np.array([b for b, _ in v], float), np.array([s for _, s in v], float)) for img, v in found.items()}
+
+
+def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: str | Path, boxes_file=None,
+                  box_score_threshold: float = 0.0, render_dir=None, backend: str = "torch", onnx_path=None,
+                  flip_test: bool = True) -> dict:
+    """Predict on every image; results are written after each image, so a failure later never
+    loses what was computed. Unreadable images are reported and skipped."""
+    from rlepose.api import PosePredictor
+    from rlepose.visualize import draw_poses
+
+    predictor = PosePredictor.from_checkpoint(checkpoint, flip_test=flip_test, backend=backend, onnx_path=onnx_path)
+    images = collect_images(inputs)
+    boxes = load_boxes(boxes_file, images, box_score_threshold) if boxes_file else None
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    results, failed, done = [], [], 0
+    for img_path in images:
+        try:
+            image = read_image(img_path)
+        except DataError as e:
+            failed.append(str(e))
+            log.warning("%s", e)
+            continue
+        image_id = int(img_path.stem) if img_path.stem.isdigit() else img_path.name
+        if boxes is not None and img_path not in boxes:
+            people = []
+        else:
+            b, s = boxes[img_path] if boxes is not None else (None, None)
+            people = predictor.predict(image, b, s)
+        for p in people:
+            flat = np.concatenate([p["keypoints"], p["joint_confidence"][:, None]], 1).ravel()
+            results.append({"image_id": image_id, "file_name": img_path.name, "category_id": 1,
+                            "keypoints": [float(v) for v in flat], "score": float(p["score"]), "bbox": p["bbox"]})
+        if render_dir:
+            Path(render_dir).mkdir(parents=True, exist_ok=True)
+            drawn = draw_poses(image, people, predictor.spec)
+            cv2.imwrite(str(Path(render_dir) / (img_path.stem + ".jpg")), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        done += 1
+        tmp = out_file.with_suffix(out_file.suffix + ".tmp")
+        tmp.write_text(json.dumps(results))
+        tmp.replace(out_file)  # atomic: the file always holds every finished image
+    if not done:
+        out_file.write_text(json.dumps(results))
+    return {"images": done, "persons": len(results), "failed": failed}
+
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None) -> Path:
+    """``rlepose export``: a checkpoint's inference graph to ONNX with the predictor's metadata."""
+    from dataclasses import asdict
+
+    from rlepose.export import export_onnx
+    from rlepose.training.run import keypoint_spec, load_module
+
+    module = load_module(checkpoint)
+    if module.cfg.task != "topdown":
+        raise ValueError("export supports top-down image models")
+    meta = {"input_size": list(module.cfg.transform.input_size), "keypoints": asdict(keypoint_spec(module.cfg)),
+            "config": module.hparams["config"]}
+    out = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
+    return export_onnx(module.model.eval(), out, tuple(module.cfg.transform.input_size), meta)

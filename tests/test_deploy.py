@@ -1,0 +1,173 @@
+"""The embedded dataset, ONNX export, prediction on files, the Python API, checkpoint import."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from rlepose.api import PosePredictor
+from rlepose.cli import main
+from rlepose.convert import convert_checkpoint, from_mmpose, from_official, to_mmpose, to_official
+from rlepose.data.datasets import load_coco_instances
+from rlepose.data.synthetic import SyntheticConfig, write_dataset
+from rlepose.evaluation.coco import coco_keypoint_ap
+from rlepose.training.config import config_from_dict, config_to_dict
+from rlepose.training.module import PoseModule
+from rlepose.training.run import load_module
+
+
+def _checkpoint(tmp_path, backbone="resnet18", head="regression", loss="rle", coord_norm=False, seed=0):
+    torch.manual_seed(seed)
+    cfg = config_from_dict({"name": "t", "model": {"backbone": backbone, "head": head, "coord_norm": coord_norm},
+                            "loss": {"name": loss}, "transform": {"input_size": [128, 96]}})
+    module = PoseModule.from_config(cfg)
+    with torch.no_grad():  # move BN statistics and the head away from their initial values
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        if head != "heatmap":
+            module.model.head.fc.weight.normal_(0, 0.02)
+    path = tmp_path / f"{backbone}_{head}.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"config": config_to_dict(cfg)}}, path)
+    return path, module
+
+
+def test_synthetic_dataset_is_deterministic_coco_and_noisier_when_occluded(tmp_path):
+    cfg = SyntheticConfig(num_images=60, seed=3)
+    a = write_dataset(tmp_path / "a", cfg)
+    b = write_dataset(tmp_path / "b", cfg)
+    da, db = json.loads(a.read_text()), json.loads(b.read_text())
+    assert da["annotations"] == db["annotations"] and "GENERATED" in da["info"]["description"]
+    assert (tmp_path / "a/train/train_000007.jpg").read_bytes() == (tmp_path / "b/train/train_000007.jpg").read_bytes()
+    inst = load_coco_instances(a, tmp_path / "a/train")
+    assert len(inst) >= 60
+    err = {1: [], 2: []}
+    for ann in da["annotations"]:
+        kp = np.array(ann["keypoints"]).reshape(17, 3)
+        true = np.array(ann["true_keypoints"]).reshape(17, 2)
+        scale = (true.max(0) - true.min(0)).max() / 100
+        for k in range(17):
+            if kp[k, 2] > 0:
+                err[int(kp[k, 2])].append(np.linalg.norm(kp[k, :2] - true[k]) / scale)
+    assert len(err[1]) > 50 and np.mean(err[1]) > 2.5 * np.mean(err[2])  # occluded labels are noisier
+    assert any(np.array(x["keypoints"]).reshape(17, 3)[:, 2].min() == 0 for x in da["annotations"])  # truncation
+    results = [{"image_id": x["image_id"], "category_id": 1, "score": 1.0,
+                "keypoints": x["keypoints"]} for x in da["annotations"] if x["num_keypoints"] > 0]
+    assert coco_keypoint_ap(a, results)["AP"] == pytest.approx(1.0)
+    assert write_dataset(tmp_path / "a", cfg) == a  # reused, not re-rendered
+
+
+@pytest.mark.parametrize("head", ["regression", "heatmap"])
+def test_onnx_runtime_matches_pytorch(tmp_path, head, fixtures):
+    ckpt, module = _checkpoint(tmp_path, head=head, loss="heatmap_mse" if head == "heatmap" else "rle")
+    assert main(["export", "--checkpoint", str(ckpt)]) == 0
+    onnx_path = ckpt.with_suffix(".onnx")
+    from rlepose.export import InferenceGraph, OnnxBackend
+
+    backend = OnnxBackend(onnx_path)
+    graph = InferenceGraph(module.model.eval())
+    for batch in (1, 3):  # dynamic batch
+        x = torch.randn(batch, 3, 128, 96)
+        kp, conf = backend(x)
+        with torch.no_grad():
+            kp_t, conf_t = graph(x)
+        assert kp.shape == kp_t.shape
+        assert torch.allclose(kp, kp_t, atol=1e-4) and torch.allclose(conf, conf_t, atol=1e-4)
+    image = str(fixtures / "coco/000000000785.jpg")
+    boxes = [[280.79, 44.73, 218.7, 346.68]]
+    a = PosePredictor.from_checkpoint(ckpt).predict(image, boxes)[0]
+    b = PosePredictor.from_checkpoint(ckpt, backend="onnxruntime").predict(image, boxes)[0]
+    assert np.abs(a["keypoints"] - b["keypoints"]).max() < 0.05  # pixels
+    assert np.abs(a["joint_confidence"] - b["joint_confidence"]).max() < 1e-4
+
+
+def test_python_api_in_three_lines(tmp_path, fixtures):
+    ckpt, module = _checkpoint(tmp_path)
+    predictor = PosePredictor.from_checkpoint(ckpt)
+    people = predictor.predict(fixtures / "coco/000000000785.jpg")
+    assert len(people) == 1 and people[0]["keypoints"].shape == (17, 2) and people[0]["bbox"] == [0, 0, 640, 425]
+    assert 0 <= people[0]["score"] <= 1 and people[0]["joint_confidence"].shape == (17,)
+    with pytest.raises(ValueError, match="positive sizes"):
+        predictor.predict(np.zeros((50, 50, 3), np.uint8), [[0, 0, 0, 10]])
+
+
+def test_predict_cli_with_boxes_and_a_broken_image(tmp_path, fixtures):
+    ckpt, _ = _checkpoint(tmp_path)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("000000000785.jpg", "000000040083.jpg"):
+        shutil.copy(fixtures / "coco" / name, folder / name)
+    (folder / "000000000001.jpg").write_bytes(b"not an image")
+    out = tmp_path / "pred.json"
+    code = main(["predict", str(folder), "--checkpoint", str(ckpt), "--boxes",
+                 str(fixtures / "coco/test_coco_det_AP_H_56.json"), "--box-score-threshold", "0.5",
+                 "--out", str(out), "--render", str(tmp_path / "drawn")])
+    assert code == 0
+    results = json.loads(out.read_text())
+    dets = json.loads((fixtures / "coco/test_coco_det_AP_H_56.json").read_text())
+    expected = sum(1 for d in dets if d["image_id"] in (785, 40083) and d["score"] >= 0.5)
+    assert len(results) == expected and {r["image_id"] for r in results} == {785, 40083}
+    assert len(results[0]["keypoints"]) == 51 and (tmp_path / "drawn/000000000785.jpg").is_file()
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["predict", str(folder), "--checkpoint", str(ckpt), "--boxes", str(tmp_path / "bad.json")]) == 2
+
+
+def test_mmpose_checkpoint_round_trip_and_independent_forward(tmp_path):
+    ckpt, module = _checkpoint(tmp_path, backbone="resnet18")
+    ours = module.state_dict()
+    theirs = to_mmpose(ours)
+    assert "head.fc.weight" in theirs and "head.loss_module.flow_model.s.0.0.weight" in theirs
+    back, overrides = from_mmpose(theirs)
+    assert overrides == {"num_joints": 17}
+    assert back.keys() <= ours.keys() and all(torch.allclose(back[k], ours[k], atol=1e-7) for k in back)
+    # MMPose's head by hand: fc on the pooled feature, (K, 4) per joint, coordinates in [0, 1]
+    x = torch.randn(2, 3, 128, 96)
+    model = module.model.eval()
+    with torch.no_grad():
+        feat = model.backbone.forward_features(x).mean((2, 3))
+        raw = (feat @ theirs["head.fc.weight"].t() + theirs["head.fc.bias"]).reshape(2, 17, 4)
+        mu, sigma = model(x)
+    assert torch.allclose(mu, raw[..., :2] - 0.5, atol=1e-5) and torch.allclose(sigma, raw[..., 2:].sigmoid(), atol=1e-6)
+    src = tmp_path / "mmpose.pth"
+    torch.save({"meta": {}, "state_dict": to_mmpose(ours, version=0)}, src)
+    converted = load_module(convert_checkpoint(src, tmp_path / "from_mmpose.ckpt", "mmpose", backbone="resnet18"))
+    with torch.no_grad():
+        assert torch.allclose(converted.model.eval()(x)[0], mu, atol=1e-5)
+
+
+def test_official_checkpoint_round_trip_and_independent_forward(tmp_path):
+    ckpt, module = _checkpoint(tmp_path, backbone="resnet18", coord_norm=True)
+    ours = module.state_dict()
+    theirs = to_official(ours)
+    assert {"preact.conv1.weight", "fc_coord.linear.weight", "fc_sigma.linear.bias", "flow.mask"} <= theirs.keys()
+    back, overrides = from_official(theirs)
+    assert overrides == {"coord_norm": True, "num_joints": 17}
+    assert all(torch.equal(back[k], ours[k]) for k in back)
+    x = torch.randn(2, 3, 128, 96)
+    model = module.model.eval()
+    with torch.no_grad():
+        feat = model.backbone.forward_features(x).mean((2, 3))
+        # the official Linear(norm=True): x·Wᵀ / ‖x‖ + b
+        coord = feat @ theirs["fc_coord.linear.weight"].t() / feat.norm(dim=1, keepdim=True) + theirs["fc_coord.linear.bias"]
+        mu, _ = model(x)
+    assert torch.allclose(mu, coord.reshape(2, 17, 2), atol=1e-5)
+    src = tmp_path / "official.pth"
+    torch.save({f"module.{k}": v for k, v in theirs.items()}, src)  # DataParallel-saved, as the official code does
+    assert main(["convert", str(src), str(tmp_path / "conv.ckpt"), "--from", "official", "--backbone", "resnet18"]) == 0
+    converted = load_module(tmp_path / "conv.ckpt")
+    assert converted.cfg.model.coord_norm
+    with torch.no_grad():
+        assert torch.allclose(converted.model.eval()(x)[0], mu, atol=1e-5)
+
+
+def test_demo_end_to_end_small(tmp_path, capsys):
+    code = main(["demo", "--out", str(tmp_path / "demo"), "--train-images", "24", "--val-images", "8", "--epochs", "1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "AP" in out and "conf_oks_pearson" in out
+    summary = json.loads((tmp_path / "demo/metrics.json").read_text())
+    assert 0.0 <= summary["metrics"]["AP"] <= 1.0
+    for key in ("checkpoint", "picture"):
+        assert (tmp_path / "demo").exists() and __import__("pathlib").Path(summary[key]).is_file()
