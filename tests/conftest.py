@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "data" / "fixtures"
@@ -12,3 +13,12 @@ def fixtures() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"dataset fixtures not found at {FIXTURES} (they live in ../shared beside the checkout)")
     return FIXTURES
+
+
+@pytest.fixture
+def float64():
+    """Run a test in double precision (checks against closed forms and finite differences)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)

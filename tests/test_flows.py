@@ -8,13 +8,13 @@ from rlepose.flows import RealNVP, ZukoDensity, alternating_masks
 
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """Checks against closed forms and finite differences run in double precision."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # see conftest.py
+
+
+def _grid(bound: float, step: float) -> torch.Tensor:
+    """Midpoints of a square grid over [−bound, bound]², (M, 2)."""
+    axis = torch.arange(-bound + step / 2, bound, step)
+    return torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
 
 
 def _randomized(flow: RealNVP, scale: float = 0.6, seed: int = 0) -> RealNVP:
@@ -48,8 +48,7 @@ def test_log_det_matches_autograd_jacobian(dim):
 def test_density_integrates_to_one():
     flow = _randomized(RealNVP(2), scale=0.2, seed=2)  # samples reach |x| ≈ 30, std ≈ 2.5
     step = 0.1
-    axis = torch.arange(-40 + step / 2, 40, step)
-    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    grid = _grid(40, step)
     with torch.no_grad():
         mass = flow.log_prob(grid).exp().sum().item() * step**2
     assert mass == pytest.approx(1.0, abs=2e-3)
@@ -80,8 +79,7 @@ def test_sample_follows_the_density():
     # With zero weights s = tanh(bias), t = bias: x is Gaussian; compare sample and
     # quadrature means of the density.
     step = 0.1
-    axis = torch.arange(-20 + step / 2, 20, step)
-    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    grid = _grid(20, step)
     with torch.no_grad():
         w = flow.log_prob(grid).exp() * step**2
     mean_quad = (grid * w[:, None]).sum(0)
@@ -93,8 +91,7 @@ def test_zuko_flow_is_a_drop_in_density():
     torch.manual_seed(0)
     density = ZukoDensity(zuko.flows.NSF(features=2, transforms=2, hidden_features=(32, 32)))
     step = 0.04
-    axis = torch.arange(-10 + step / 2, 10, step)
-    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    grid = _grid(10, step)
     with torch.no_grad():
         mass = density.log_prob(grid).exp().sum().item() * step**2
     assert mass == pytest.approx(1.0, abs=5e-3)

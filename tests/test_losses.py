@@ -11,13 +11,7 @@ from rlepose.losses import (DLELoss, GaussianNLLLoss, L1Loss, L2Loss, LaplaceNLL
 
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """Checks against closed forms and finite differences run in double precision."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")  # see conftest.py
 
 
 def _batch(n=4, k=5, d=2, seed=0):

@@ -8,6 +8,7 @@ stored in the model's metadata under ``rlepose``.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,13 @@ def export_onnx(model: TopDownPoseModel, path: str | Path, input_size: tuple[int
     graph = InferenceGraph(model).eval()
     dummy = torch.zeros(2, 3, *input_size)
     axes = {"images": {0: "batch"}, "keypoints": {0: "batch"}, "joint_confidence": {0: "batch"}}
-    torch.onnx.export(graph, (dummy,), str(path), input_names=["images"], output_names=["keypoints", "joint_confidence"],
-                      dynamic_axes=axes, opset_version=opset, dynamo=False)
+    with warnings.catch_warnings():
+        # The exporter warns about constant folding of slices and about gathers with negative
+        # indices; the heatmap decoder's indices are never negative.
+        warnings.simplefilter("ignore", UserWarning)
+        torch.onnx.export(graph, (dummy,), str(path), input_names=["images"],
+                          output_names=["keypoints", "joint_confidence"], dynamic_axes=axes, opset_version=opset,
+                          dynamo=False)
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = "rlepose", json.dumps(metadata)
