@@ -53,7 +53,7 @@ def test_h36m_evaluator_on_ground_truth_is_near_zero(fixtures):
     assert {row["action"] for row in table} >= {"Directions", "SittingDown", "Average"}
 
 
-def test_single_stage_training_with_mixed_mpii(tmp_path, fixtures):
+def test_single_stage_training_with_mixed_mpii(tmp_path, fixtures, capsys):
     h36m = fixtures / "h36m"
     cfg = {"name": "single", "model": {"backbone": "resnet18", "head": "regression", "num_joints": 17, "dim": 3},
            "loss": {"name": "rle"},
@@ -66,6 +66,10 @@ def test_single_stage_training_with_mixed_mpii(tmp_path, fixtures):
     module, trainer = train(load_config(_write(tmp_path, cfg)), enable_progress_bar=False)
     assert set(module.last_metrics) == {"MPJPE", "PA-MPJPE"} and module.last_metrics["MPJPE"] > 0
     assert trainer.num_training_batches == 3  # 4 H36M + 5 MPII samples, batches of 4
+    ckpt = tmp_path / "runs/single/checkpoints/last.ckpt"
+    assert main(["eval", str(_write(tmp_path, cfg)), "--checkpoint", str(ckpt)]) == 0
+    printed = capsys.readouterr().out
+    assert "SittingDown" in printed and "MPJPE (mm)" in printed
 
 
 def test_lifting_cli_on_generated_poses(tmp_path, fixtures, capsys):

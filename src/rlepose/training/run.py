@@ -259,4 +259,7 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, out_file: str | Path
         Path(out_file).write_text(json.dumps(payload, indent=1 if cfg.task == "lifting" else None))
     if cfg.task == "lifting":
         return {**module.last_metrics, "table": module.last_table}
+    if cfg.data.format == "h36m":  # per-action rows from the H36M evaluator
+        return {**module.last_metrics, "table": {r["action"]: {k: v for k, v in r.items() if k != "action"}
+                                                 for r in module.last_results}}
     return module.last_metrics
