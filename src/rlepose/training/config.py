@@ -27,6 +27,18 @@ class LossConfig:
     log_s_grid: int | None = None
     reduction: str = "mean"
 
+    def build(self, dim: int):
+        """The loss module for D = ``dim`` (with its RealNVP of Lfc × Nn for rle/rle_gaussian/dle)."""
+        from rlepose.flows import RealNVP
+        from rlepose.losses import build_loss
+
+        kwargs: dict = {}
+        if self.name in ("rle", "rle_gaussian", "dle"):
+            kwargs["flow"] = RealNVP(dim, hidden_layers=self.flow_layers, hidden_features=self.flow_width)
+            if self.log_s_grid and self.name != "dle":
+                kwargs["log_s_grid"] = self.log_s_grid
+        return build_loss(self.name, dim=dim, reduction=self.reduction, **kwargs)
+
 
 @dataclass(frozen=True)
 class DataConfig:

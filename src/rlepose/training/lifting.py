@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from rlepose.data.h36m import PoseSet
 from rlepose.evaluation.pose3d import per_action_table
-from rlepose.losses import build_loss
 from rlepose.models.lifting import LiftingNet
 from rlepose.training.config import ExperimentConfig, config_from_dict, config_to_dict
 
@@ -79,11 +78,7 @@ class LiftingModule(L.LightningModule):
         lc = self.cfg.lifting
         self.model = LiftingNet(17, 16, lc.width, lc.num_blocks, lc.dropout)
         self.normalizer = Normalizer()
-        kwargs = {}
-        if self.cfg.loss.name in ("rle", "rle_gaussian", "dle"):
-            from rlepose.flows import RealNVP
-            kwargs["flow"] = RealNVP(3, hidden_layers=self.cfg.loss.flow_layers, hidden_features=self.cfg.loss.flow_width)
-        self.loss = build_loss(self.cfg.loss.name, dim=3, reduction=self.cfg.loss.reduction, **kwargs)
+        self.loss = self.cfg.loss.build(3)
         self.val_actions = val_actions
         self._val: list[tuple[Tensor, Tensor, Tensor]] = []
         self.last_metrics: dict = {}

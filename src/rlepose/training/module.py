@@ -10,7 +10,6 @@ import torch
 
 from rlepose.data.keypoints import KeypointSpec
 from rlepose.inference import crop_to_image, predict_crops
-from rlepose.losses import build_loss
 from rlepose.models.heads import gaussian_heatmaps, heatmap_mse_loss
 from rlepose.models.pose_model import build_pose_model
 from rlepose.training.config import ExperimentConfig, config_from_dict, config_to_dict
@@ -30,15 +29,7 @@ class PoseModule(L.LightningModule):
             raise ValueError("the heatmap head trains with loss.name: heatmap_mse, and only it does "
                              f"(got head={self.cfg.model.head!r}, loss={self.cfg.loss.name!r})")
         if not self.model.is_heatmap:
-            lc = self.cfg.loss
-            flow_kwargs = {}
-            if lc.name in ("rle", "rle_gaussian", "dle"):
-                from rlepose.flows import RealNVP
-                flow_kwargs["flow"] = RealNVP(self.cfg.model.dim, hidden_layers=lc.flow_layers,
-                                              hidden_features=lc.flow_width)
-                if lc.log_s_grid and lc.name != "dle":
-                    flow_kwargs["log_s_grid"] = lc.log_s_grid
-            self.loss = build_loss(lc.name, dim=self.cfg.model.dim, reduction=lc.reduction, **flow_kwargs)
+            self.loss = self.cfg.loss.build(self.cfg.model.dim)
         self.spec = spec
         self.evaluator = evaluator
         self._val_outputs: list[dict] = []
