@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rlepose.models.heads import decode_heatmaps
 from rlepose.models.pose_model import TopDownPoseModel
 
 
@@ -27,11 +26,8 @@ class InferenceGraph(nn.Module):
         self.model = model
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.model(images)
-        if self.model.is_heatmap:
-            return decode_heatmaps(out)
-        mu, sigma = out
-        return mu, 1 - sigma.mean(-1)
+        out = self.model.inference(images)
+        return out["keypoints"], out["joint_confidence"]
 
 
 def export_onnx(model: TopDownPoseModel, path: str | Path, input_size: tuple[int, int], metadata: dict,
