@@ -59,8 +59,7 @@ def sample_figure(rng: np.random.Generator, height: float) -> tuple[np.ndarray, 
     thigh, shin = 24 * s * rng.uniform(0.9, 1.1), 23 * s * rng.uniform(0.9, 1.1)
     lean = rng.normal(0, d(10))
     up = -_unit(lean)  # torso direction (upwards)
-    side = np.array([up[1] * -1, up[0]]) * -1  # perpendicular, pointing to image right
-    side = np.array([-up[1], up[0]]) if side[0] < 0 else side
+    side = np.array([-up[1], up[0]])  # perpendicular to it, pointing to the image right
     j = np.zeros((17, 2))
     # person's left is on the image right when facing the camera
     lr = 1.0 if facing >= 0 else -1.0
