@@ -1,14 +1,17 @@
-"""FC lifting network (Martinez et al.) with L2 vs. with RLE, MPJPE and PA-MPJPE.
+"""FC lifting network (Martinez et al.) with each loss, over several seeds: MPJPE, PA-MPJPE and
+the calibration of σ̂, mean ± std.
 
-    python benchmarks/lifting.py                       # generated poses, real H36M cameras
+    python benchmarks/lifting.py [--rows l2,laplace_nll,rle] [--seeds 0 1 2] [--epochs 8]
     python benchmarks/lifting.py --data-3d data/h36m/data_3d_h36m.npz --cameras data/h36m/cameras.pkl
 
 Without ``--data-3d`` the poses are GENERATED (rlepose.data.h36m.generate_pose_set: H36M bone
 lengths, joint-angle limits, seen through the real cameras of the fixture's cameras.pkl;
-train subjects' cameras for training, S9/S11's for testing), so the numbers are not
-comparable with the paper's, which are printed beside them for reference only. Every loss
-gets the same data, seed, epochs and batch size. Runs through ``rlepose.training.run.train``,
-the same code as ``rlepose train configs/h36m/lifting_fc_*.yaml``.
+train subjects' cameras for training, S9/S11's for testing; the seed draws the poses too), so
+the numbers are not comparable with the paper's, which are printed beside them for reference
+only. Every row gets the same data, seeds, epochs and batch size. Runs through
+``rlepose.training.run.train``, the same code as ``rlepose train configs/h36m/lifting_fc_*.yaml``.
+σ̂ and |µ̂ − µg| are means over held-out coordinates in the targets' std units.
+JSON: one row per loss with every run, and ``mean`` / ``std`` of each metric over the seeds.
 """
 from __future__ import annotations
 
@@ -18,12 +21,22 @@ import logging
 import time
 from pathlib import Path
 
+from common import summarize
 from rlepose.training.config import config_from_dict
 from rlepose.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_CAMERAS = ROOT.parent / "shared" / "data" / "fixtures" / "h36m" / "cameras.pkl"
-PAPER = {"l2": {"MPJPE": 43.6, "PA-MPJPE": 33.2}, "rle": {"MPJPE": 40.9, "PA-MPJPE": 31.1}}
+ROWS = {  # name: (loss config section, paper Table 8 MPJPE / PA-MPJPE or None)
+    "l2": ({"name": "l2"}, {"MPJPE": 43.6, "PA-MPJPE": 33.2}),
+    "l1": ({"name": "l1"}, None),
+    "laplace_nll": ({"name": "laplace_nll"}, None),
+    "rle": ({"name": "rle"}, {"MPJPE": 40.9, "PA-MPJPE": 31.1}),  # the library's default RLE
+    "rle_eq8": ({"name": "rle", "form": "paper", "standardize": False}, None),
+    "rle_official": ({"name": "rle", "form": "official", "standardize": False}, None),
+    "rle_mmpose": ({"name": "rle", "form": "mmpose", "standardize": False}, None),
+}
+METRICS = ("MPJPE", "PA-MPJPE", "sigma_mean", "abs_error_mean", "sigma_over_error")
 
 
 def main() -> None:
@@ -31,11 +44,12 @@ def main() -> None:
     parser.add_argument("--data-3d", help="a real data_3d_h36m.npz (else generated poses)")
     parser.add_argument("--data-2d", help="optional data_2d_h36m_gt.npz")
     parser.add_argument("--cameras", default=str(FIXTURE_CAMERAS))
-    parser.add_argument("--losses", default="l2,rle")
+    parser.add_argument("--rows", "--losses", dest="rows", default="l2,laplace_nll,rle",
+                        help=f"comma-separated, from {', '.join(ROWS)}")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--train-poses", type=int, default=50_000)
     parser.add_argument("--test-poses", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="benchmarks/results/lifting.json")
     args = parser.parse_args()
     logging.getLogger("lightning").setLevel(logging.ERROR)
@@ -47,27 +61,36 @@ def main() -> None:
         data["data_3d"] = str(Path(args.data_3d).resolve())
         data["data_2d"] = str(Path(args.data_2d).resolve()) if args.data_2d else None
     rows = []
-    for loss in args.losses.split(","):
-        cfg = config_from_dict({"name": f"bench_lifting_{loss}", "task": "lifting", "loss": {"name": loss},
-                                "data": data, "train": {"epochs": args.epochs, "lr": 1e-3, "gamma": 0.95,
-                                                        "val_every": args.epochs, "seed": args.seed,
-                                                        "out_dir": "benchmarks/results/runs"}})
-        t0 = time.perf_counter()
-        module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)
-        rows.append({"loss": loss, **module.last_metrics, "seconds": time.perf_counter() - t0,
-                     "paper": PAPER.get(loss)})
+    for row in args.rows.split(","):
+        loss, paper = ROWS[row]
+        runs = []
+        for seed in args.seeds:
+            cfg = config_from_dict({"name": f"bench_lifting_{row}_seed{seed}", "task": "lifting", "loss": loss,
+                                    "data": data, "train": {"epochs": args.epochs, "lr": 1e-3, "gamma": 0.95,
+                                                            "val_every": args.epochs, "seed": seed,
+                                                            "out_dir": "benchmarks/results/runs"}})
+            t0 = time.perf_counter()
+            module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)
+            runs.append({**module.last_metrics, "seed": seed, "seconds": time.perf_counter() - t0})
+            print(f"  {row} seed {seed}: MPJPE {runs[-1]['MPJPE']:.1f} mm, σ̂/|err| {runs[-1]['sigma_over_error']:.2f} "
+                  f"({runs[-1]['seconds']:.0f}s)", flush=True)
+        mean, std = summarize(runs, METRICS)
+        rows.append({"row": row, "loss": loss, "runs": runs, "mean": mean, "std": std, "paper": paper})
+
     source = "real (" + args.data_3d + ")" if args.data_3d else \
         f"GENERATED ({args.train_poses} train / {args.test_poses} test poses)"
-    print(f"\nFC lifting on {source}, {args.epochs} epochs, batch 1024, Adam 1e-3 ×0.95/epoch, seed {args.seed}")
-    print(f"{'loss':>5} {'MPJPE':>8} {'PA-MPJPE':>9} {'paper MPJPE':>12} {'paper PA':>9} {'time':>7}")
+    print(f"\nFC lifting on {source}, {args.epochs} epochs, batch 1024, Adam 1e-3 ×0.95/epoch, "
+          f"seeds {args.seeds} (mean ± std)")
+    print(f"{'row':>13} {'MPJPE':>12} {'PA-MPJPE':>12} {'σ̂':>6} {'|err|':>6} {'paper MPJPE':>12} {'paper PA':>9}")
     for r in rows:
+        m, s = r["mean"], r["std"]
         p = r["paper"] or {"MPJPE": float("nan"), "PA-MPJPE": float("nan")}
-        print(f"{r['loss']:>5} {r['MPJPE']:8.1f} {r['PA-MPJPE']:9.1f} {p['MPJPE']:12.1f} {p['PA-MPJPE']:9.1f} "
-              f"{r['seconds']:6.0f}s")
-    print("(mm; paper: real Human3.6M, 80 epochs — for reference, not comparable with generated data)")
+        print(f"{r['row']:>13} {m['MPJPE']:6.1f} ± {s['MPJPE']:3.1f} {m['PA-MPJPE']:6.1f} ± {s['PA-MPJPE']:3.1f} "
+              f"{m['sigma_mean']:6.3f} {m['abs_error_mean']:6.3f} {p['MPJPE']:12.1f} {p['PA-MPJPE']:9.1f}")
+    print("(mm; σ̂ and |err| in target std units; paper: real Human3.6M, 80 epochs — for reference only)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"data": source, "epochs": args.epochs, "seed": args.seed, "rows": rows}, indent=2))
+    out.write_text(json.dumps({"data": source, "args": vars(args), "rows": rows}, indent=2))
     print(f"written to {out}")
 
 

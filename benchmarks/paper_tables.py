@@ -1,35 +1,60 @@
 """The rows of the paper's Tables 1, 4 and 7 and the heatmap baseline of Table 2(a), trained on
-the embedded synthetic dataset with one fixed budget and seed per row.
+the embedded synthetic dataset with one budget for every row, over several seeds.
 
-    python benchmarks/paper_tables.py [--epochs 4] [--train-images 3000] [--seeds 0 1] [--rows rle,l1,...]
+    python benchmarks/paper_tables.py [--epochs 4] [--train-images 3000] [--seeds 0 1 2] [--rows rle,l1,...]
 
 Every row: ResNet-18 at 96×72 from scratch (no pretrained weights can be had here), Adam 1e-3,
 the same rendered images, epochs and seeds; only the loss (or the heatmap head) changes. AP,
-AP50, AP75 by pycocotools on the held-out rendered images, and the Pearson correlation between
-instance confidence and OKS (Table 4). The paper's numbers (ResNet-50, real COCO, 270 epochs)
-are printed beside for the ordering only; the absolute values are not comparable.
+AP50, AP75 by pycocotools on the held-out rendered images, the Pearson correlation between
+instance confidence and OKS (Table 4), and the calibration of σ̂ on the held-out crops (mean σ̂
+against mean |µ̂ − µg|, normalized crop units). The paper's numbers (ResNet-50, real COCO,
+270 epochs) are printed beside for the ordering only; the absolute values are not comparable.
+JSON: one row per loss with every run, and ``mean`` / ``std`` of each metric over the seeds.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import statistics
 import time
 from pathlib import Path
 
-from rlepose.demo import demo_config, render_data
-from rlepose.training.run import train
+import torch
 
-ROWS = {  # name: (loss, paper AP, paper Table 4 correlation, log s grid)
-    "l2": ("l2", 36.6, None, None), "l1": ("l1", 58.1, None, None),
-    "gaussian_nll": ("gaussian_nll", 60.2, 0.476, None), "laplace_nll": ("laplace_nll", 67.4, 0.522, None),
-    "dle": ("dle", 62.7, None, None), "rle_gaussian": ("rle_gaussian", 70.0, 0.540, None),
-    "rle": ("rle", 70.5, 0.553, None), "heatmap": ("heatmap_mse", 71.0, 0.479, None),
-    # not a paper row: RLE with the appendix-E log s term (Table 17 reports it changes nothing)
-    "rle_log_s": ("rle", 70.5, None, 64),
+from common import sigma_vs_error, summarize
+from rlepose.demo import demo_config, render_data
+from rlepose.training.run import keypoint_spec, train, val_loader
+
+ROWS = {  # name: (loss config section, paper COCO AP, paper Table 4 correlation)
+    "l2": ({"name": "l2"}, 36.6, None),
+    "l1": ({"name": "l1"}, 58.1, None),
+    "gaussian_nll": ({"name": "gaussian_nll"}, 60.2, 0.476),
+    "laplace_nll": ({"name": "laplace_nll"}, 67.4, 0.522),
+    "dle": ({"name": "dle"}, 62.7, None),
+    "rle_gaussian": ({"name": "rle_gaussian"}, 70.0, 0.540),
+    "rle": ({"name": "rle"}, 70.5, 0.553),  # the library's default RLE
+    "heatmap": ({"name": "heatmap_mse"}, 71.0, 0.479),
+    # the published forms of RLE, for comparison (paper AP of Table 1 for all three)
+    "rle_eq8": ({"name": "rle", "form": "paper", "standardize": False}, 70.5, 0.553),
+    "rle_official": ({"name": "rle", "form": "official", "standardize": False}, 70.5, 0.553),
+    "rle_mmpose": ({"name": "rle", "form": "mmpose", "standardize": False}, 70.5, 0.553),
 }
-DEFAULT_ROWS = "l2,l1,gaussian_nll,laplace_nll,dle,rle_gaussian,rle,heatmap"
+DEFAULT_ROWS = "l2,l1,laplace_nll,dle,rle,heatmap"
+METRICS = ("AP", "AP50", "AP75", "conf_oks_pearson", "sigma_mean", "abs_error_mean", "sigma_over_error")
+
+
+@torch.no_grad()
+def heldout_calibration(module, cfg) -> dict[str, float]:
+    """Mean σ̂ and mean |µ̂ − µg| over visible joints of the held-out crops (no flip)."""
+    if module.model.is_heatmap:
+        return {}
+    loader, _ = val_loader(cfg, keypoint_spec(cfg))
+    module.eval()
+    parts = []
+    for batch in loader:
+        mu, sigma = module.model(batch["image"])
+        parts.append((mu, sigma, batch["target"], batch["target_weight"]))
+    return sigma_vs_error(*(torch.cat(p) for p in zip(*parts)))
 
 
 def main() -> None:
@@ -38,7 +63,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--train-images", type=int, default=3000)
     parser.add_argument("--val-images", type=int, default=300)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--dir", default="benchmarks/results/paper_tables")
     parser.add_argument("--out", default="benchmarks/results/paper_tables.json")
     args = parser.parse_args()
@@ -48,28 +73,30 @@ def main() -> None:
 
     results = []
     for row in args.rows.split(","):
-        loss, paper_ap, paper_corr, log_s_grid = ROWS[row]
+        loss, paper_ap, paper_corr = ROWS[row]
         runs = []
         for seed in args.seeds:
             t0 = time.perf_counter()
-            cfg = demo_config(out_dir, args.epochs, seed, loss=loss, name=f"{row}_seed{seed}", log_s_grid=log_s_grid)
+            cfg = demo_config(out_dir, args.epochs, seed, loss=loss, name=f"{row}_seed{seed}")
             module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)
-            runs.append({**module.last_metrics, "seed": seed, "seconds": time.perf_counter() - t0})
-            print(f"  {row} seed {seed}: AP {runs[-1]['AP']:.3f} corr {runs[-1]['conf_oks_pearson']:.3f} "
+            runs.append({**module.last_metrics, **heldout_calibration(module, cfg), "seed": seed,
+                         "seconds": time.perf_counter() - t0})
+            calib = f" σ̂/|err| {runs[-1]['sigma_over_error']:.2f}" if "sigma_over_error" in runs[-1] else ""
+            print(f"  {row} seed {seed}: AP {runs[-1]['AP']:.3f} corr {runs[-1]['conf_oks_pearson']:.3f}{calib} "
                   f"({runs[-1]['seconds']:.0f}s)", flush=True)
-        summary = {k: statistics.mean(r[k] for r in runs) for k in ("AP", "AP50", "AP75", "conf_oks_pearson")}
-        spread = {k: (statistics.stdev(r[k] for r in runs) if len(runs) > 1 else 0.0) for k in ("AP", "conf_oks_pearson")}
-        results.append({"row": row, "loss": loss, "runs": runs, "mean": summary, "std": spread,
+        mean, std = summarize(runs, METRICS)
+        results.append({"row": row, "loss": loss, "runs": runs, "mean": mean, "std": std,
                         "paper_AP": paper_ap, "paper_corr": paper_corr})
 
     print(f"\nEmbedded synthetic dataset ({args.train_images} train / {args.val_images} held-out images), "
-          f"ResNet-18 96×72 from scratch, {args.epochs} epochs, seeds {args.seeds}")
-    print(f"{'row':>13} {'AP':>6} {'±':>5} {'AP50':>6} {'AP75':>6} {'corr':>6} {'paper AP':>9} {'paper corr':>11}")
+          f"ResNet-18 96×72 from scratch, {args.epochs} epochs, seeds {args.seeds} (mean ± std)")
+    print(f"{'row':>13} {'AP':>11} {'AP50':>6} {'AP75':>6} {'corr':>13} {'σ̂/|err|':>9} {'paper AP':>9} {'paper corr':>11}")
     for r in results:
         m, s = r["mean"], r["std"]
         corr = "—" if r["paper_corr"] is None else f"{r['paper_corr']:.3f}"
-        print(f"{r['row']:>13} {100 * m['AP']:6.1f} {100 * s['AP']:5.1f} {100 * m['AP50']:6.1f} {100 * m['AP75']:6.1f} "
-              f"{m['conf_oks_pearson']:6.3f} {r['paper_AP']:9.1f} {corr:>11}")
+        ratio = f"{m['sigma_over_error']:9.2f}" if "sigma_over_error" in m else f"{'—':>9}"
+        print(f"{r['row']:>13} {100 * m['AP']:5.1f} ± {100 * s['AP']:3.1f} {100 * m['AP50']:6.1f} {100 * m['AP75']:6.1f} "
+              f"{m['conf_oks_pearson']:6.3f}±{s['conf_oks_pearson']:.3f} {ratio} {r['paper_AP']:9.1f} {corr:>11}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "rows": results}, indent=2))

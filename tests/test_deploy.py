@@ -162,6 +162,38 @@ def test_official_checkpoint_round_trip_and_independent_forward(tmp_path):
         assert torch.allclose(converted.model.eval()(x)[0], mu, atol=1e-5)
 
 
+def test_training_from_a_converted_official_checkpoint_keeps_its_flow(tmp_path):
+    """init_from loads network and flow; the loss keeps the official form, so the flow is the
+    same density of x̄ it was in the official code; a config with another form is refused."""
+    from rlepose.training.run import train
+
+    _, module = _checkpoint(tmp_path, backbone="resnet18", coord_norm=True, seed=3)
+    theirs = to_official(module.state_dict())
+    with torch.no_grad():  # a flow that has learned something: not the initialization
+        for key in [k for k in theirs if k.startswith("flow.") and k != "flow.mask"]:
+            theirs[key] = theirs[key] + 0.05 * torch.randn_like(theirs[key])
+    src = tmp_path / "official.pth"
+    torch.save(theirs, src)
+    converted = convert_checkpoint(src, tmp_path / "conv.ckpt", "official", backbone="resnet18")
+    write_dataset(tmp_path / "data", SyntheticConfig(num_images=6, seed=0), "train")
+    write_dataset(tmp_path / "data", SyntheticConfig(num_images=4, seed=1), "val")
+    base = {"name": "init", "init_from": str(converted),
+            "model": {"backbone": "resnet18", "coord_norm": True},
+            "data": {"format": "coco", "root": str(tmp_path / "data"), "train_ann": "train.json",
+                     "train_images": "train", "val_ann": "val.json", "val_images": "val", "batch_size": 4,
+                     "num_workers": 0},
+            "transform": {"input_size": [128, 96]},
+            "train": {"epochs": 1, "lr": 0.0, "out_dir": str(tmp_path / "runs")}}
+    with pytest.raises(ValueError, match="loss.form='official'"):
+        train(config_from_dict({**base, "loss": {"name": "rle"}}), enable_progress_bar=False, logger=False)
+    trained, _ = train(config_from_dict({**base, "loss": {"name": "rle", "form": "official"}}),
+                       enable_progress_bar=False, logger=False)
+    assert trained.loss.form == "official"
+    flow = {k[len("flow."):]: v for k, v in theirs.items() if k.startswith("flow.")}
+    ours = trained.loss.flow.state_dict()
+    assert ours.keys() == flow.keys() and all(torch.equal(ours[k], flow[k]) for k in flow)  # lr 0: unchanged
+
+
 def test_demo_end_to_end_small(tmp_path, capsys):
     code = main(["demo", "--out", str(tmp_path / "demo"), "--train-images", "24", "--val-images", "8", "--epochs", "1"])
     assert code == 0

@@ -17,3 +17,23 @@ def test_rle_beats_fixed_shape_likelihoods_on_non_gaussian_noise():
     # Location: at least as accurate as L1 (the median estimator), within 10% for seed noise.
     assert rows["rle"]["loc_error"] <= 1.10 * rows["l1"]["loc_error"]
     assert rows["rle"]["loc_error"] < rows["gaussian_nll"]["loc_error"]
+
+
+def test_default_rle_sigma_does_not_drift():
+    """Eq. 8 as printed lets σ̂ climb far above the error within 200 steps (the flow absorbs
+    the scale); the library's default keeps σ̂ at the mean absolute error."""
+    import torch
+
+    from rlepose.losses import RLELoss, build_loss
+    from rlepose.toy import fit
+
+    problem = ToyProblem(noise="mixture")
+    train, test = problem.sample(4000, 0), problem.sample(2000, 1)
+    ratios = {}
+    for name, loss in (("printed", RLELoss(2, scale="joint")), ("default", build_loss("rle", dim=2))):
+        model = fit(problem, loss, train, steps=200, seed=0).eval()
+        with torch.no_grad():
+            mu, sigma = model(test["x"])
+        ratios[name] = (sigma.mean() / (mu - test["y"]).abs().mean()).item()
+    assert ratios["printed"] > 5.0
+    assert 0.5 < ratios["default"] < 2.0

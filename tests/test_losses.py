@@ -172,3 +172,188 @@ def test_bad_shapes_and_names_are_rejected():
         RLELoss(q="cauchy")
     with pytest.raises(ValueError, match="unknown loss"):
         build_loss("huber")
+
+
+# --- the published forms, each recomputed here as its source writes it -----------------------
+
+def _reference_official(mu, sigma, target, weight, flow):
+    """The official code (Jeff-sjtu): ``nf_loss = log σ − log φ(x̄)`` of shape (N, K, 1) added to
+    ``logQ = log(σ/amp) + |µg − µ̂|/(√2σ)`` (amp = 1/√(2π)), times the weights, summed / N.
+    2-D weighs nf_loss by the first coordinate's weight, 3-D by each coordinate's."""
+    n, k, d = mu.shape
+    bar_mu = (mu - target) / sigma
+    log_phi = flow.log_prob(bar_mu.reshape(-1, d)).reshape(n, k, 1)
+    nf_loss = torch.log(sigma) - log_phi
+    nf_loss = nf_loss * (weight[:, :, :1] if d == 2 else weight)
+    amp = 1 / math.sqrt(2 * math.pi)
+    log_q_term = (torch.log(sigma / amp) + torch.abs(target - mu) / (math.sqrt(2) * sigma)) * weight
+    return (nf_loss + log_q_term).sum() / n
+
+
+def _reference_mmpose(mu, sigma, target, weight, flow, q):
+    """MMPose 1.x ``RLELoss``: error = (pred − target)/σ, ``nf_loss = log σ − log φ`` broadcast,
+    plus ``log(2σ) + |error|`` (laplace) or ``log(σ√(2π)) + error²/2`` (gaussian), × weight, / N."""
+    n, k, d = mu.shape
+    error = (mu - target) / sigma
+    log_phi = flow.log_prob(error.reshape(-1, d)).reshape(n, k, 1)
+    nf_loss = torch.log(sigma) - log_phi
+    if q == "laplace":
+        loss_q = torch.log(sigma * 2) + torch.abs(error)
+    else:
+        loss_q = torch.log(sigma * math.sqrt(2 * math.pi)) + 0.5 * error**2
+    return ((nf_loss + loss_q) * weight).sum() / n
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_official_form_matches_the_official_code(d):
+    mu, sigma, target = _batch(d=d, seed=7)
+    torch.manual_seed(1)
+    flow = RealNVP(d)
+    weight = (torch.rand(4, 5, 1) > 0.3).to(mu.dtype).expand(4, 5, d).clone()
+    ours = RLELoss(dim=d, flow=flow, form="official", reduction="batch")(mu, sigma, target, weight)
+    assert ours.item() == pytest.approx(_reference_official(mu, sigma, target, weight, flow).item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("q", ["laplace", "gaussian"])
+def test_mmpose_form_matches_mmpose(d, q):
+    mu, sigma, target = _batch(d=d, seed=8)
+    torch.manual_seed(2)
+    flow = RealNVP(d)
+    weight = (torch.rand(4, 5, 1) > 0.3).to(mu.dtype)
+    ours = RLELoss(dim=d, q=q, flow=flow, form="mmpose", reduction="batch")(mu, sigma, target, weight[..., 0])
+    assert ours.item() == pytest.approx(_reference_mmpose(mu, sigma, target, weight, flow, q).item(), rel=1e-12)
+
+
+def test_paper_form_is_eq8_with_prediction_minus_label_residual():
+    mu, sigma, target = _batch(seed=9)
+    torch.manual_seed(3)
+    flow = RealNVP(2)
+    bar = (mu - target) / sigma
+    expected = (sigma.log() + bar.abs() + math.log(2)).sum(-1) - flow.log_prob(bar.reshape(-1, 2)).reshape(4, 5)
+    ours = RLELoss(dim=2, flow=flow, reduction="none")(mu, sigma, target)
+    assert torch.allclose(ours, expected, rtol=1e-12)
+    # the flow sees µ̂ − µg, not µg − µ̂: an asymmetric flow tells the two apart
+    flipped = RLELoss(dim=2, flow=flow, reduction="none")(target, sigma, mu)
+    assert not torch.allclose(ours, flipped)
+
+
+def test_form_and_q_combinations_are_checked():
+    with pytest.raises(ValueError, match="Laplace Q only"):
+        RLELoss(q="gaussian", form="official")
+    with pytest.raises(ValueError, match="unknown RLE form"):
+        RLELoss(form="mmpose2")
+    with pytest.raises(ValueError, match="form='paper'"):
+        RLELoss(form="official", standardize=True)
+    with pytest.raises(ValueError, match="no DLE"):
+        DLELoss(form="official")
+
+
+# --- the standardized (calibrated) form ------------------------------------------------------
+
+def _grid_expectations(loss, bound=12.0, n=601):
+    """∫QG and E_r|x_d| by a midpoint rule on a fine 2-D grid (independent of the quadrature)."""
+    step = 2 * bound / n
+    axis = torch.linspace(-bound + step / 2, bound - step / 2, n)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        log_qg = log_q_sum(grid, loss.q) + loss.flow.log_prob(grid)
+    w = torch.softmax(log_qg, 0)
+    return torch.logsumexp(log_qg, 0) + 2 * math.log(step), (w[:, None] * grid.abs()).sum(0)
+
+
+def log_q_sum(x, q):
+    from rlepose.losses import log_q
+    return log_q(x, q).sum(-1)
+
+
+@pytest.mark.parametrize("q", ["laplace", "gaussian"])
+def test_standardized_quadrature_matches_a_fine_grid(q):
+    torch.manual_seed(4)
+    loss = RLELoss(dim=2, q=q, flow=RealNVP(2), standardize=True, quadrature_points=1 << 16)
+    log_integral, a = _grid_expectations(loss)
+    with torch.no_grad():
+        a_quad, log_integral_quad = loss.residual_scale()
+    assert log_integral_quad.item() == pytest.approx(log_integral.item(), abs=0.01)
+    assert torch.allclose(a_quad, a, rtol=0.01)
+
+
+def test_standardized_density_integrates_to_one_with_unit_mean_absolute_deviation():
+    """The per-joint loss is −log p(µg) of a density in µg: integrate exp(−loss) over labels."""
+    torch.manual_seed(5)
+    loss = RLELoss(dim=2, flow=RealNVP(2), standardize=True, quadrature_points=1 << 18, reduction="none")
+    sigma = torch.tensor([0.05, 0.12])
+    bound, n = 1.5, 401
+    step = 2 * bound / n
+    axis = torch.linspace(-bound + step / 2, bound - step / 2, n)
+    labels = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 1, 2)
+    mu = torch.zeros_like(labels)
+    with torch.no_grad():
+        p = torch.exp(-loss(mu, sigma.expand_as(mu), labels))[:, 0]
+    mass = p.sum() * step**2
+    mad = (p[:, None] * labels[:, 0].abs()).sum(0) * step**2 / mass
+    assert mass.item() == pytest.approx(1.0, abs=0.01)
+    assert torch.allclose(mad, sigma, rtol=0.02)  # σ̂ is the mean absolute error it predicts
+
+
+def test_standardized_with_flat_flow_is_laplace_nll():
+    """A flow much wider than Q is flat where Q lives: the standardized loss is Laplace NLL."""
+    mu, sigma, target = _batch(seed=10)
+    flow = RealNVP(2, base_std=1e4, zero_init=True)
+    loss = RLELoss(dim=2, flow=flow, standardize=True, quadrature_points=1 << 16)
+    expected = LaplaceNLLLoss()(mu, sigma, target)
+    assert loss(mu, sigma, target).item() == pytest.approx(expected.item(), abs=2e-3)
+
+
+# --- scale="q": σ̂ is Q's scale, the flow fits the law of x̄ ---------------------------------
+
+def test_scale_q_has_eq8_value_and_splits_the_gradients():
+    """Same value as Eq. 8; σ̂'s gradient is exactly Laplace NLL's; µ̂'s is Laplace NLL's plus the
+    flow's score; the flow's is that of its own NLL at x̄ (σ̂ fixed)."""
+    mu, sigma, target = _batch(seed=11)
+    torch.manual_seed(6)
+    flow = RealNVP(2)
+    q_loss = RLELoss(dim=2, flow=flow, scale="q", reduction="sum")
+    joint_loss = RLELoss(dim=2, flow=flow, scale="joint", reduction="sum")
+    assert q_loss(mu, sigma, target).item() == pytest.approx(joint_loss(mu, sigma, target).item(), rel=1e-12)
+
+    mu_, sigma_ = mu.clone().requires_grad_(), sigma.clone().requires_grad_()
+    q_loss(mu_, sigma_, target).backward()
+    mu_l, sigma_l = mu.clone().requires_grad_(), sigma.clone().requires_grad_()
+    LaplaceNLLLoss(reduction="sum")(mu_l, sigma_l, target).backward()
+    assert torch.allclose(sigma_.grad, sigma_l.grad, rtol=1e-10)
+    x = ((mu - target) / sigma).reshape(-1, 2).requires_grad_()
+    (-flow.log_prob(x).sum()).backward()
+    assert torch.allclose(mu_.grad, mu_l.grad + x.grad.reshape(mu.shape) / sigma, rtol=1e-10)
+
+    flow.zero_grad()
+    q_loss(mu, sigma, target).backward()
+    grads = [p.grad.clone() for p in flow.parameters()]
+    flow.zero_grad()
+    (-flow.log_prob(((mu - target) / sigma).reshape(-1, 2)).sum()).backward()
+    assert all(torch.allclose(a, p.grad, rtol=1e-10) for a, p in zip(grads, flow.parameters()))
+
+
+def test_scale_q_combinations_are_checked():
+    with pytest.raises(ValueError, match="scale='q'"):
+        RLELoss(form="official", scale="q")
+    with pytest.raises(ValueError, match="scale='q'"):
+        RLELoss(standardize=True, scale="q")
+    with pytest.raises(ValueError, match="unknown scale"):
+        RLELoss(scale="flow")
+
+
+@pytest.mark.parametrize("kind", ["joint", "q", "dle"])
+def test_log_density_integrates_to_one_over_labels(kind):
+    """The density ``log_density`` scores is normalized in the label, for every variant."""
+    torch.manual_seed(12)
+    flow = RealNVP(2)
+    loss = DLELoss(2, flow=flow) if kind == "dle" else RLELoss(2, flow=flow, scale=kind)
+    sigma = torch.tensor([0.07, 0.04])
+    bound, n = 2.0, 401
+    step = 2 * bound / n
+    axis = torch.linspace(-bound + step / 2, bound - step / 2, n)
+    labels = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 1, 2)
+    mu = torch.zeros_like(labels)
+    mass = loss.log_density(mu, sigma.expand_as(mu), labels).exp().sum() * step**2
+    assert mass.item() == pytest.approx(1.0, abs=0.01)

@@ -110,7 +110,9 @@ def convert_checkpoint(source: str | Path, dest: str | Path, kind: str, backbone
         raise ValueError(f"unknown checkpoint kind {kind!r}: official or mmpose")
     config = config_to_dict(base or ExperimentConfig())
     config["model"].update(backbone=backbone, head="regression", dim=2, **overrides)
-    config["loss"]["name"] = "rle"
+    # the imported flow is a density of x̄ under its source's loss: keep that loss (RealNVP, unit base)
+    config["loss"].update(name="rle", form=kind, scale="joint", standardize=False, flow_base_std=1.0, flow_zero_init=False,
+                          log_s_grid=None)
     config_from_dict(config)  # validate
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -20,15 +20,16 @@ from rlepose.training.config import ExperimentConfig, config_from_dict
 log = logging.getLogger(__name__)
 
 
-def demo_config(out_dir: Path, epochs: int = 4, seed: int = 0, loss: str = "rle", backbone: str = "resnet18",
-                input_size: tuple[int, int] = (96, 72), name: str = "demo",
-                log_s_grid: int | None = None) -> ExperimentConfig:
-    """The demo's experiment: a config like any other, on the rendered data under ``out_dir/data``."""
-    head = "heatmap" if loss == "heatmap_mse" else "regression"
+def demo_config(out_dir: Path, epochs: int = 4, seed: int = 0, loss: str | dict = "rle", backbone: str = "resnet18",
+                input_size: tuple[int, int] = (96, 72), name: str = "demo") -> ExperimentConfig:
+    """The demo's experiment: a config like any other, on the rendered data under ``out_dir/data``.
+    ``loss``: a loss name, or a whole ``loss`` config section (dict)."""
+    loss = {"name": loss} if isinstance(loss, str) else dict(loss)
+    head = "heatmap" if loss["name"] == "heatmap_mse" else "regression"
     return config_from_dict({
         "name": name,
         "model": {"backbone": backbone, "head": head},
-        "loss": {"name": loss, "log_s_grid": log_s_grid},
+        "loss": loss,
         "data": {"format": "coco", "root": str(out_dir / "data"), "train_ann": "train.json", "train_images": "train",
                  "val_ann": "val.json", "val_images": "val", "batch_size": 32, "val_batch_size": 64,
                  "num_workers": 2},

@@ -56,17 +56,32 @@ class RealNVP(nn.Module):
         num_layers: K coupling layers (paper: 6).
         hidden_layers: Lfc, linear layers per s/t network (paper default 3).
         hidden_features: Nn, their width (paper default 64).
+        base_std: standard deviation of the Gaussian base (1 in the paper). The density is
+            ``G(x) = G₁(x / base_std) / base_std^D`` with ``G₁`` the unit-base flow, so a wide
+            base makes G nearly flat on the scale of Q: RLE then starts as plain Q likelihood.
+        zero_init: zero the last linear layer of every s/t network, so that the flow starts as
+            the identity map and ``G = N(0, base_std² I)`` exactly ("the residual starts at zero").
+            Weights loaded afterwards (checkpoints) overwrite it; neither changes parameter names.
     """
 
     def __init__(self, dim: int = 2, num_layers: int = 6, hidden_layers: int = 3,
-                 hidden_features: int = 64) -> None:
+                 hidden_features: int = 64, base_std: float = 1.0, zero_init: bool = False) -> None:
         super().__init__()
+        if base_std <= 0:
+            raise ValueError(f"base_std must be positive, got {base_std}")
         self.dim = dim
+        self.base_std = float(base_std)
         self.register_buffer("mask", alternating_masks(dim, num_layers))
         self.s = nn.ModuleList(
             [_mlp(dim, hidden_features, hidden_layers, bounded=True) for _ in range(num_layers)])
         self.t = nn.ModuleList(
             [_mlp(dim, hidden_features, hidden_layers, bounded=False) for _ in range(num_layers)])
+        if zero_init:
+            with torch.no_grad():
+                for net in [*self.s, *self.t]:
+                    last = [m for m in net if isinstance(m, nn.Linear)][-1]
+                    last.weight.zero_()
+                    last.bias.zero_()
 
     def _coupling(self, k: int, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mask of layer k, with its log-scale and shift evaluated on the kept part of x."""
@@ -98,15 +113,23 @@ class RealNVP(nn.Module):
         """Log-density at ``x`` (M, D) → (M,), in nats."""
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"RealNVP(dim={self.dim}).log_prob expects (M, {self.dim}), got {tuple(x.shape)}")
-        z, log_det = self.inverse_transform(x)
+        z, log_det = self.inverse_transform(x / self.base_std)
         base = -0.5 * (z**2).sum(dim=1) - 0.5 * self.dim * math.log(2 * math.pi)
-        return base + log_det
+        return base + log_det - self.dim * math.log(self.base_std)
+
+    def rsample_and_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` reparameterized samples (n, D) and their log-densities (n,): differentiable
+        in the flow's parameters (used to integrate against Gφ inside a loss)."""
+        z = torch.randn(n, self.dim, device=self.mask.device, dtype=self.mask.dtype)
+        x, log_det = self.forward_transform(z)
+        base = -0.5 * (z**2).sum(dim=1) - 0.5 * self.dim * math.log(2 * math.pi)
+        return x * self.base_std, base - log_det - self.dim * math.log(self.base_std)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` samples (n, D), e.g. to plot the learned residual density."""
         z = torch.randn(n, self.dim, generator=generator, device=self.mask.device)
-        return self.forward_transform(z)[0]
+        return self.forward_transform(z)[0] * self.base_std
 
 
 class ZukoDensity(nn.Module):
@@ -122,6 +145,9 @@ class ZukoDensity(nn.Module):
 
     def log_prob(self, x: Tensor) -> Tensor:
         return self.flow().log_prob(x)
+
+    def rsample_and_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
+        return self.flow().rsample_and_log_prob((n,))
 
     @torch.no_grad()
     def sample(self, n: int) -> Tensor:

@@ -48,9 +48,13 @@ from rlepose.flows import RealNVP
 
 Reduction = Literal["mean", "batch", "sum", "none"]
 QDensity = Literal["laplace", "gaussian"]
+Form = Literal["paper", "official", "mmpose"]
+FORMS = ("paper", "official", "mmpose")
+Scale = Literal["joint", "q"]
 
 _LOG_2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_SQRT_2 = math.sqrt(2.0)
 _SIGMA_EPS = 1e-9
 
 
@@ -142,11 +146,40 @@ class RLELoss(JointLoss):
     """Residual Log-likelihood Estimation (Eq. 8). Owns its flow: optimize
     ``loss.parameters()`` together with the model's, as the paper trains them jointly.
 
+    The residual is ``x̄ = (µ̂ − µg)/σ̂`` (prediction minus label) in every form, as in the
+    official code and MMPose, so an imported flow means the same density here.
+
     Args:
         dim: D, coordinates per joint (2 or 3); sets the default flow's dimension.
         q: the fixed density Q, ``"laplace"`` (paper default) or ``"gaussian"``;
            ``None`` gives DLE (see :class:`DLELoss`).
         flow: any module with ``log_prob((M, D)) -> (M,)``; default ``RealNVP(dim)`` (3×64).
+        form: which published formula, per joint, with ``G = Gφ(x̄)``:
+
+           * ``"paper"`` — Eq. 8 as printed: ``Σ_d [log σ̂_d − log Q(x̄_d)] − log G``;
+           * ``"official"`` — the paper's code: ``Σ_d [2 log σ̂_d + |x̄_d|/√2 + ½log 2π − log G]``
+             (log σ̂ twice, the flow term per coordinate, Laplace Q of scale √2·σ̂; Laplace only);
+           * ``"mmpose"`` — MMPose 1.x: ``Σ_d [2 log σ̂_d − log Q(x̄_d) − log G]`` (Q of scale σ̂).
+
+           In the two code forms the joint weight multiplies the flow term per coordinate.
+        standardize: (``form="paper"`` only) make the loss the exact negative log-likelihood of
+           a residual density with an identified scale: ``r = Q·Gφ·s`` (s = 1/∫QGφ, appendix E),
+           rescaled per coordinate to unit mean absolute deviation, ``r̃(y) = Π_d a_d · r(a⊙y)``
+           with ``a_d = E_r|x_d|``. Then σ̂_d is the predicted mean absolute error of coordinate
+           d, the scale no longer trades off against the flow's, and σ̂ cannot drift (see the
+           module docstring). ``s`` and ``a`` are estimated each call from
+           ``quadrature_points`` draws, half of Q and half of the flow (:meth:`residual_scale`).
+        scale: (``form="paper"`` only) what trains σ̂. ``"joint"``: the whole loss, as printed.
+           ``"q"``: Q alone — the flow's input is ``x̄`` with σ̂ held fixed (no gradient), so σ̂
+           gets exactly the gradient of the Q likelihood (Laplace Q: σ̂ is the predicted mean
+           absolute error), µ̂ gets both Q's and the flow's, and the flow is fitted to the law of
+           ``x̄`` by maximum likelihood (it is a normalized density: no ``log s`` is needed to
+           train it). The scale of x̄ no longer trades off against the flow's, so σ̂ cannot drift.
+        beta: (``form="paper"`` only) β-NLL weighting (Seitzer et al., ICLR 2022): each
+           coordinate's terms times σ̂_d^β and the flow term times (Π_d σ̂_d)^(β/D), the factors
+           held fixed (no gradient). β = 0 is the plain likelihood; with β = 1 and
+           ``scale="q"`` the Q part gives µ̂ the gradient of L1 (hard samples are not given up)
+           while σ̂ keeps the stationary point of the likelihood (the mean absolute error).
         log_s_grid: if set, add the ``−log s`` term of appendix E, with ∫QGφ taken as a
            midpoint Riemann sum on a grid of ``log_s_grid`` points per axis over
            ``[−log_s_bound, log_s_bound]^D`` (the flow then runs on ``log_s_grid**D``
@@ -154,16 +187,42 @@ class RLELoss(JointLoss):
     """
 
     def __init__(self, dim: int = 2, q: QDensity | None = "laplace", flow: nn.Module | None = None,
+                 form: Form = "paper", scale: Scale = "joint", beta: float = 0.0, standardize: bool = False,
+                 quadrature_points: int = 2048,
                  log_s_grid: int | None = None, log_s_bound: float = 5.0,
                  reduction: Reduction = "mean") -> None:
         super().__init__(reduction)
         if q is not None:
             log_q(torch.zeros(1), q)  # validates the name early
-        self.dim = dim
-        self.q = q
+        if form not in FORMS:
+            raise ValueError(f"unknown RLE form {form!r}: choose from {', '.join(FORMS)}")
+        if form == "official" and q != "laplace":
+            raise ValueError("the official code's RLE has a Laplace Q only (form='official', q='laplace')")
+        if form != "paper" and (standardize or log_s_grid):
+            raise ValueError(f"standardize and log_s_grid apply to form='paper' (Eq. 8), not {form!r}")
+        if (standardize or log_s_grid) and q is None:
+            raise ValueError("log s and standardization are defined for RLE only (DLE's flow is already normalized)")
+        if scale not in ("joint", "q"):
+            raise ValueError(f"unknown scale {scale!r}: 'joint' or 'q'")
+        if scale == "q" and (form != "paper" or q is None or standardize):
+            raise ValueError("scale='q' applies to RLE in the paper's form (Eq. 8) without standardize")
+        if beta and (form != "paper" or standardize):
+            raise ValueError("beta applies to RLE in the paper's form (Eq. 8) without standardize")
+        if standardize and log_s_grid:
+            raise ValueError("standardize already includes log s (by quadrature); leave log_s_grid unset")
+        self.dim, self.q, self.form = dim, q, form
         self.flow = flow if flow is not None else RealNVP(dim)
+        self.standardize = standardize
+        self.scale = scale
+        self.beta = float(beta)
         self.log_s_grid = log_s_grid
         self.log_s_bound = log_s_bound
+        self.quadrature_points = quadrature_points
+
+    @property
+    def normalized(self) -> bool:
+        """Whether the per-joint loss is already a normalized negative log-likelihood."""
+        return self.q is None or self.standardize or bool(self.log_s_grid)
 
     def log_s(self) -> Tensor:
         """log s = −log ∫ Q·Gφ by a midpoint Riemann sum (appendix E, Eq. 16). Scalar."""
@@ -187,25 +246,96 @@ class RLELoss(JointLoss):
         x = self.flow.sample(num_samples)
         return math.log(num_samples) - torch.logsumexp(log_q(x, self.q).sum(-1), 0)
 
+    @torch.no_grad()
+    def log_density(self, mu: Tensor, sigma: Tensor, target: Tensor) -> Tensor:
+        """The model's normalized log-density of the labels, per joint (N, K), in nats of the
+        label's unit: what a held-out likelihood should score. ``scale="q"``: the flow is the
+        law of x̄, so ``log Gφ(x̄) − Σ log σ̂``; DLE the same; standardized: minus the loss;
+        otherwise the paper's ``Q·Gφ·s`` with s by Monte Carlo (:meth:`log_s_monte_carlo`)."""
+        n, k, d = mu.shape
+        sigma = sigma.clamp_min(_SIGMA_EPS)
+        bar_mu = (mu - target) / sigma
+        if self.standardize:
+            coord, joint = self.terms(mu, sigma, target)
+            return -coord.sum(-1) - joint
+        log_p = self.flow.log_prob(bar_mu.reshape(n * k, d)).reshape(n, k) - sigma.log().sum(-1)
+        if self.q is None or self.scale == "q":
+            return log_p
+        return log_p + log_q(bar_mu, self.q).sum(-1) + self.log_s_monte_carlo()
+
+    def residual_scale(self) -> tuple[Tensor, Tensor]:
+        """``(a, log ∫QGφ)`` of the standardized form: a (D,) = E_r|x_d| under r = Q·Gφ·s.
+
+        Importance sampling from the even mixture m = ½Q + ½Gφ, fresh draws every call:
+        ``∫QGφ·f ≈ mean_i Q(x_i)Gφ(x_i)/m(x_i)·f(x_i)``. The flow's half (reparameterized, so
+        differentiable) sees wherever Gφ puts mass: a proposal from Q alone, or a fixed grid,
+        misses mass that the flow moves into Q's tails, and training then exploits that
+        (we measured the divergence). The Q half covers the core when Gφ is wide."""
+        m = self.quadrature_points // 2
+        x_q = sample_q(self.q, self.dim, m).to(self.flow_dtype())
+        x_g, log_g_at_g = self.flow.rsample_and_log_prob(m)
+        x = torch.cat([x_q, x_g])
+        log_g = torch.cat([self.flow.log_prob(x_q), log_g_at_g])
+        log_qx = log_q(x, self.q).sum(-1)
+        log_w = log_qx + log_g - (torch.logaddexp(log_qx, log_g) - _LOG_2)
+        w = torch.softmax(log_w, 0)
+        a = (w[:, None] * x.abs()).sum(0)
+        return a, torch.logsumexp(log_w, 0) - math.log(x.shape[0])
+
+    def flow_dtype(self) -> torch.dtype:
+        return next(self.flow.parameters(), torch.empty(0)).dtype
+
     def terms(self, mu, sigma, target):
         n, k, d = mu.shape
         if d != self.dim:
             raise ValueError(f"{type(self).__name__}(dim={self.dim}) got D={d}")
-        bar_mu = (target - mu) / sigma
-        coord = sigma.log()
-        if self.q is not None:
-            coord = coord - log_q(bar_mu, self.q)
-        joint = -self.flow.log_prob(bar_mu.reshape(n * k, d)).reshape(n, k)
-        if self.log_s_grid:
-            joint = joint - self.log_s()
-        return coord, joint
+        bar_mu = (mu - target) / sigma
+        log_sigma = sigma.log()
+        if self.standardize:
+            a, log_integral = self.residual_scale()
+            y = bar_mu * a.to(mu.dtype)
+            coord = log_sigma - a.log().to(mu.dtype) - log_q(y, self.q)
+            joint = log_integral.to(mu.dtype) - self.flow.log_prob(y.reshape(n * k, d)).reshape(n, k)
+            return coord, joint
+        flow_input = (mu - target) / sigma.detach() if self.scale == "q" else bar_mu
+        log_g = self.flow.log_prob(flow_input.reshape(n * k, d)).reshape(n, k)
+        if self.form == "paper":
+            coord = log_sigma if self.q is None else log_sigma - log_q(bar_mu, self.q)
+            joint = -log_g
+            if self.log_s_grid:
+                joint = joint - self.log_s()
+            if self.beta:
+                scale = sigma.detach() ** self.beta
+                coord, joint = coord * scale, joint * scale.prod(-1) ** (1.0 / d)
+            return coord, joint
+        # official / mmpose: log σ̂ twice and −log G once per coordinate, all weighted per coordinate
+        if self.q is None:
+            q_term = torch.zeros_like(bar_mu)
+            log_sigma_count = 1
+        elif self.form == "official":
+            q_term = bar_mu.abs() / _SQRT_2 + _HALF_LOG_2PI
+            log_sigma_count = 2
+        else:
+            q_term = -log_q(bar_mu, self.q)
+            log_sigma_count = 2
+        return log_sigma_count * log_sigma + q_term - log_g.unsqueeze(-1), None
+
+
+def sample_q(q: QDensity, dim: int, n: int) -> Tensor:
+    """``n`` draws (n, dim) of the standard (unit-scale) Q, from torch's global generator."""
+    if q == "laplace":
+        return torch.distributions.Laplace(0.0, 1.0).sample((n, dim))
+    return torch.randn(n, dim)
 
 
 class DLELoss(RLELoss):
     """Direct Likelihood Estimation (Fig. 2b): the flow models the whole density of µ̄."""
 
-    def __init__(self, dim: int = 2, flow: nn.Module | None = None, reduction: Reduction = "mean") -> None:
-        super().__init__(dim=dim, q=None, flow=flow, reduction=reduction)
+    def __init__(self, dim: int = 2, flow: nn.Module | None = None, form: Form = "paper",
+                 reduction: Reduction = "mean") -> None:
+        if form == "official":
+            raise ValueError("the official code has no DLE; use form='paper' or 'mmpose' (residual=False)")
+        super().__init__(dim=dim, q=None, flow=flow, form=form, reduction=reduction)
 
 
 def build_loss(name: str, dim: int = 2, **kwargs) -> JointLoss:

@@ -97,18 +97,17 @@ def fit(problem: ToyProblem, loss: JointLoss, train: dict[str, Tensor], steps: i
 
 @torch.no_grad()
 def heldout_nll(loss: JointLoss, mu: Tensor, sigma: Tensor, target: Tensor) -> float | None:
-    """Mean per-joint negative log-likelihood (nats) of the model's normalized density;
-    ``None`` for L1/L2, which define no scale. RLE adds its −log s, estimated by Monte Carlo."""
+    """Mean per-joint negative log-likelihood (nats) of the model's normalized density
+    (:meth:`RLELoss.log_density` for RLE/DLE); ``None`` for L1/L2, which define no scale."""
     if isinstance(loss, (L1Loss, L2Loss)):
         return None
+    if isinstance(loss, RLELoss):
+        return -loss.log_density(mu, sigma, target).mean().item()
     reduction, loss.reduction = loss.reduction, "none"
     try:
-        nll = loss(mu, sigma, target).mean()
+        return loss(mu, sigma, target).mean().item()
     finally:
         loss.reduction = reduction
-    if isinstance(loss, RLELoss) and loss.q is not None:
-        nll = nll - loss.log_s_monte_carlo()
-    return nll.item()
 
 
 def compare_losses(names: tuple[str, ...] = ("l1", "laplace_nll", "gaussian_nll", "rle"),

@@ -19,11 +19,20 @@ from rlepose.models.pose_model import ModelConfig
 @dataclass(frozen=True)
 class LossConfig:
     """``name``: rle, rle_gaussian, dle, l1, l2, laplace_nll, gaussian_nll for regression and
-    integral heads; heatmap_mse for the heatmap head. Flow size is Lfc × Nn (Table 11)."""
+    integral heads; heatmap_mse for the heatmap head. For rle/rle_gaussian/dle: ``form`` (paper,
+    official or mmpose, see :class:`rlepose.losses.RLELoss`), ``standardize`` (paper form: the
+    normalized likelihood with σ̂ identified as the predicted mean absolute error), and the
+    RealNVP: Lfc × Nn (Table 11), its base standard deviation and identity initialization."""
 
     name: str = "rle"
+    form: str = "paper"
+    scale: str = "joint"
+    beta: float = 0.0
+    standardize: bool = False
     flow_layers: int = 3
     flow_width: int = 64
+    flow_base_std: float = 1.0
+    flow_zero_init: bool = False
     log_s_grid: int | None = None
     reduction: str = "mean"
 
@@ -34,9 +43,15 @@ class LossConfig:
 
         kwargs: dict = {}
         if self.name in ("rle", "rle_gaussian", "dle"):
-            kwargs["flow"] = RealNVP(dim, hidden_layers=self.flow_layers, hidden_features=self.flow_width)
-            if self.log_s_grid and self.name != "dle":
-                kwargs["log_s_grid"] = self.log_s_grid
+            kwargs["flow"] = RealNVP(dim, hidden_layers=self.flow_layers, hidden_features=self.flow_width,
+                                     base_std=self.flow_base_std, zero_init=self.flow_zero_init)
+            kwargs["form"] = self.form
+            if self.name != "dle":
+                kwargs["scale"] = self.scale
+                kwargs["beta"] = self.beta
+                kwargs["standardize"] = self.standardize
+                if self.log_s_grid:
+                    kwargs["log_s_grid"] = self.log_s_grid
         return build_loss(self.name, dim=dim, reduction=self.reduction, **kwargs)
 
 
@@ -128,6 +143,9 @@ class ExperimentConfig:
     transform: TransformConfig = TransformConfig()
     train: TrainConfig = TrainConfig()
     pretrained: str | None = None  # backbone weights (e.g. torchvision ImageNet ResNet)
+    # all weights (network and the loss's flow) of an rlepose checkpoint, e.g. one made by
+    # `rlepose convert` from the official code or MMPose; training starts there with a fresh optimizer
+    init_from: str | None = None
 
 
 _SECTIONS = {"model": ModelConfig, "lifting": LiftingConfig, "loss": LossConfig, "data": DataConfig,
@@ -159,10 +177,10 @@ def config_from_dict(d: dict) -> ExperimentConfig:
     for key, value in d.items():
         if key in _SECTIONS:
             kwargs[key] = _build(_SECTIONS[key], value or {}, key)
-        elif key in ("name", "pretrained", "task"):
+        elif key in ("name", "pretrained", "task", "init_from"):
             kwargs[key] = value
         else:
-            raise ConfigError(f"unknown top-level key {key!r}; allowed: name, task, pretrained, {', '.join(_SECTIONS)}")
+            raise ConfigError(f"unknown top-level key {key!r}; allowed: name, task, pretrained, init_from, {', '.join(_SECTIONS)}")
     cfg = ExperimentConfig(**kwargs)
     if cfg.task not in ("topdown", "lifting"):
         raise ConfigError(f"unknown task {cfg.task!r}: topdown or lifting")

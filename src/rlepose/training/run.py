@@ -89,7 +89,7 @@ def _depth_range(cfg: ExperimentConfig) -> float | None:
     return cfg.data.depth_range_mm if cfg.model.dim == 3 else None
 
 
-def _val_loader(cfg: ExperimentConfig, spec: KeypointSpec):
+def val_loader(cfg: ExperimentConfig, spec: KeypointSpec):
     instances, evaluator = load_split(cfg, spec, "val")
     dataset = TopDownDataset(instances, TopDownTransform(cfg.transform, spec, train=False), on_error=cfg.data.on_error,
                              depth_range_mm=_depth_range(cfg))
@@ -189,9 +189,9 @@ def _train_lifting(cfg: ExperimentConfig, resume: str | None, **trainer_kwargs):
     module = LiftingModule.from_config(cfg, val_actions=val_set.action)
     x, y = lifting_tensors(train_set)
     module.normalizer.fit(x.numpy(), y.numpy())
-    train_loader, val_loader = _lifting_loaders(cfg, train_set, val_set)
+    train_loader, val_data = _lifting_loaders(cfg, train_set, val_set)
     trainer = _trainer(cfg, out_dir, monitor="val/MPJPE", mode="min", **trainer_kwargs)
-    trainer.fit(module, train_loader, val_loader, ckpt_path=_resume_path(out_dir, resume))
+    trainer.fit(module, train_loader, val_data, ckpt_path=_resume_path(out_dir, resume))
     return module, trainer
 
 
@@ -209,24 +209,45 @@ def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs):
                               sampler=SeededShuffleSampler(len(train_set), cfg.train.seed),
                               num_workers=cfg.data.num_workers, collate_fn=collate_skip_none,
                               persistent_workers=cfg.data.num_workers > 0)
-    val_loader, evaluator = _val_loader(cfg, spec)
+    val_data, evaluator = val_loader(cfg, spec)
     module = PoseModule.from_config(cfg, spec=spec, evaluator=evaluator)
     if cfg.pretrained:
         report = load_pretrained(module.model.backbone, cfg.pretrained, ignore=("fc.",))
         log.info("backbone weights from %s: %s", cfg.pretrained, report)
+    if cfg.init_from:
+        init_from_checkpoint(module, cfg.init_from)
     trainer = _trainer(cfg, out_dir, monitor=f"val/{evaluator.main_metric}", mode=getattr(evaluator, "mode", "max"),
                        **trainer_kwargs)
-    trainer.fit(module, train_loader, val_loader, ckpt_path=_resume_path(out_dir, resume))
+    trainer.fit(module, train_loader, val_data, ckpt_path=_resume_path(out_dir, resume))
     return module, trainer
+
+
+def init_from_checkpoint(module, checkpoint: str | Path) -> None:
+    """Copy every weight of an rlepose checkpoint (network and flow) into ``module``, strictly.
+    The flow is a density of x̄ only under the loss settings it was trained with, so a
+    checkpoint whose stored loss section differs in form or flow base is refused."""
+    path = Path(checkpoint)
+    ckpt = _read_checkpoint(path)
+    stored = ckpt.get("hyper_parameters", {}).get("config", {}).get("loss", {})
+    for key in ("name", "form", "scale", "standardize", "flow_base_std"):
+        if key in stored and stored[key] != getattr(module.cfg.loss, key):
+            raise ValueError(f"{path} was trained with loss.{key}={stored[key]!r} but this config has "
+                             f"{getattr(module.cfg.loss, key)!r}: its flow would mean another density; "
+                             f"set loss.{key}={stored[key]!r}")
+    module.load_state_dict(ckpt["state_dict"])
+    log.info("all weights (network and flow) from %s", path)
+
+
+def _read_checkpoint(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def load_module(checkpoint: str | Path, cfg: ExperimentConfig | None = None):
     """A trained module (PoseModule or LiftingModule) from a Lightning checkpoint; the config
     stored in it unless ``cfg``."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = _read_checkpoint(Path(checkpoint))
     config = config_to_dict(cfg) if cfg is not None else ckpt["hyper_parameters"]["config"]
     module = (LiftingModule if config.get("task") == "lifting" else PoseModule)(config)
     module.load_state_dict(ckpt["state_dict"])
@@ -246,7 +267,7 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, out_file: str | Path
     else:
         spec = keypoint_spec(cfg)
         module.spec = spec
-        loader, module.evaluator = _val_loader(cfg, spec)
+        loader, module.evaluator = val_loader(cfg, spec)
     tc = cfg.train
     # One device by default: the evaluator needs every prediction in one process anyway.
     kwargs = {"accelerator": tc.accelerator, "devices": 1, "precision": tc.precision, "logger": False,
