@@ -32,9 +32,14 @@ ROWS = {  # name: (loss config section, paper Table 8 MPJPE / PA-MPJPE or None)
     "l1": ({"name": "l1"}, None),
     "laplace_nll": ({"name": "laplace_nll"}, None),
     "rle": ({"name": "rle"}, {"MPJPE": 40.9, "PA-MPJPE": 31.1}),  # the library's default RLE
-    "rle_eq8": ({"name": "rle", "form": "paper", "standardize": False}, None),
-    "rle_official": ({"name": "rle", "form": "official", "standardize": False}, None),
-    "rle_mmpose": ({"name": "rle", "form": "mmpose", "standardize": False}, None),
+    "rle_beta1": ({"name": "rle", "beta": 1.0}, None),
+    # the published forms of RLE and the other measured candidates
+    "rle_eq8": ({"name": "rle", "scale": "joint"}, None),
+    "rle_official": ({"name": "rle", "form": "official"}, None),
+    "rle_mmpose": ({"name": "rle", "form": "mmpose"}, None),
+    "rle_standardized": ({"name": "rle", "standardize": True}, None),
+    "rle_q_unit_flow": ({"name": "rle", "flow_base_std": 1.0}, None),
+    "laplace_beta1": ({"name": "rle", "beta": 1.0, "flow_base_std": 1e3}, None),  # flow flat throughout
 }
 METRICS = ("MPJPE", "PA-MPJPE", "sigma_mean", "abs_error_mean", "sigma_over_error")
 
@@ -44,7 +49,7 @@ def main() -> None:
     parser.add_argument("--data-3d", help="a real data_3d_h36m.npz (else generated poses)")
     parser.add_argument("--data-2d", help="optional data_2d_h36m_gt.npz")
     parser.add_argument("--cameras", default=str(FIXTURE_CAMERAS))
-    parser.add_argument("--rows", "--losses", dest="rows", default="l2,laplace_nll,rle",
+    parser.add_argument("--rows", "--losses", dest="rows", default="l2,laplace_nll,rle,rle_beta1",
                         help=f"comma-separated, from {', '.join(ROWS)}")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--train-poses", type=int, default=50_000)

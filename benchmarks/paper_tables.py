@@ -32,12 +32,15 @@ ROWS = {  # name: (loss config section, paper COCO AP, paper Table 4 correlation
     "laplace_nll": ({"name": "laplace_nll"}, 67.4, 0.522),
     "dle": ({"name": "dle"}, 62.7, None),
     "rle_gaussian": ({"name": "rle_gaussian"}, 70.0, 0.540),
-    "rle": ({"name": "rle"}, 70.5, 0.553),  # the library's default RLE
+    "rle": ({"name": "rle"}, 70.5, 0.553),  # the library's default RLE (scale="q", flat start)
     "heatmap": ({"name": "heatmap_mse"}, 71.0, 0.479),
-    # the published forms of RLE, for comparison (paper AP of Table 1 for all three)
-    "rle_eq8": ({"name": "rle", "form": "paper", "standardize": False}, 70.5, 0.553),
-    "rle_official": ({"name": "rle", "form": "official", "standardize": False}, 70.5, 0.553),
-    "rle_mmpose": ({"name": "rle", "form": "mmpose", "standardize": False}, 70.5, 0.553),
+    # the published forms of RLE and the other measured candidates (paper AP of Table 1 for all)
+    "rle_eq8": ({"name": "rle", "scale": "joint"}, 70.5, 0.553),
+    "rle_official": ({"name": "rle", "form": "official"}, 70.5, 0.553),
+    "rle_mmpose": ({"name": "rle", "form": "mmpose"}, 70.5, 0.553),
+    "rle_standardized": ({"name": "rle", "standardize": True}, 70.5, 0.553),
+    "rle_q_unit_flow": ({"name": "rle", "flow_base_std": 1.0}, 70.5, 0.553),
+    "rle_beta1": ({"name": "rle", "beta": 1.0}, 70.5, 0.553),
 }
 DEFAULT_ROWS = "l2,l1,laplace_nll,dle,rle,heatmap"
 METRICS = ("AP", "AP50", "AP75", "conf_oks_pearson", "sigma_mean", "abs_error_mean", "sigma_over_error")

@@ -64,9 +64,11 @@ def test_dle_with_identity_flow_is_gaussian_nll():
 
 @pytest.mark.parametrize("name", LOSS_NAMES)
 def test_gradients_match_finite_differences(name):
+    """The gradient of the loss value (scale='q' holds σ̂ fixed in the flow on purpose: its
+    split is checked in test_scale_q_has_eq8_value_and_splits_the_gradients)."""
     mu, sigma, target = _batch(n=2, k=3, seed=3)
     torch.manual_seed(0)
-    loss = build_loss(name, dim=2)
+    loss = build_loss(name, dim=2, **({"scale": "joint"} if name.startswith("rle") else {}))
     if isinstance(loss, RLELoss):
         loss.flow = RealNVP(2, hidden_features=8)
     mu.requires_grad_(True)
@@ -278,15 +280,19 @@ def test_standardized_quadrature_matches_a_fine_grid(q):
     assert torch.allclose(a_quad, a, rtol=0.01)
 
 
+def _label_grid(bound, n=401):
+    """Midpoints of an n×n grid over [−bound, bound]² as labels (n², 1, 2), and the step."""
+    step = 2 * bound / n
+    axis = torch.linspace(-bound + step / 2, bound - step / 2, n)
+    return torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 1, 2), step
+
+
 def test_standardized_density_integrates_to_one_with_unit_mean_absolute_deviation():
     """The per-joint loss is −log p(µg) of a density in µg: integrate exp(−loss) over labels."""
     torch.manual_seed(5)
     loss = RLELoss(dim=2, flow=RealNVP(2), standardize=True, quadrature_points=1 << 18, reduction="none")
     sigma = torch.tensor([0.05, 0.12])
-    bound, n = 1.5, 401
-    step = 2 * bound / n
-    axis = torch.linspace(-bound + step / 2, bound - step / 2, n)
-    labels = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 1, 2)
+    labels, step = _label_grid(1.5)
     mu = torch.zeros_like(labels)
     with torch.no_grad():
         p = torch.exp(-loss(mu, sigma.expand_as(mu), labels))[:, 0]
@@ -350,10 +356,7 @@ def test_log_density_integrates_to_one_over_labels(kind):
     flow = RealNVP(2)
     loss = DLELoss(2, flow=flow) if kind == "dle" else RLELoss(2, flow=flow, scale=kind)
     sigma = torch.tensor([0.07, 0.04])
-    bound, n = 2.0, 401
-    step = 2 * bound / n
-    axis = torch.linspace(-bound + step / 2, bound - step / 2, n)
-    labels = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 1, 2)
+    labels, step = _label_grid(2.0)
     mu = torch.zeros_like(labels)
     mass = loss.log_density(mu, sigma.expand_as(mu), labels).exp().sum() * step**2
     assert mass.item() == pytest.approx(1.0, abs=0.01)

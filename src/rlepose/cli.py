@@ -19,8 +19,9 @@ def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 
 
 def cmd_toy(args: argparse.Namespace) -> int:
-    """Train each loss on the synthetic heteroscedastic problem and compare held-out results."""
-    from rlepose.toy import ToyProblem, compare_losses
+    """Train each loss on the synthetic heteroscedastic problem for every seed and compare
+    held-out results, mean ± std over the seeds."""
+    from rlepose.toy import ToyProblem, compare_losses, summarize_seeds
 
     try:
         from tqdm import tqdm
@@ -30,18 +31,21 @@ def cmd_toy(args: argparse.Namespace) -> int:
 
     problem = ToyProblem(noise=args.noise)
     names = args.losses.split(",")
-    rows = []
-    for name in tqdm(names, desc="training one regressor per loss", unit="loss"):
-        rows += compare_losses((name,), problem, steps=args.steps, seed=args.seed)
-    print(f"\nSynthetic regression ({args.noise} noise, {args.steps} Adam steps, seed {args.seed}); "
-          f"held-out NLL in nats per joint (true density: {rows[0]['true_nll']:.3f}), "
-          "location error vs. the true location:")
-    print(_table(rows, [("loss", "loss", "s"), ("nll", "NLL", ".3f"), ("loc_error", "loc. error", ".4f"),
-                        ("sigma_mean", "mean σ̂", ".3f")]))
+    runs = []
+    jobs = [(name, seed) for seed in args.seeds for name in names]
+    for name, seed in tqdm(jobs, desc="training one regressor per loss and seed", unit="run"):
+        runs += [{**row, "seed": seed} for row in compare_losses((name,), problem, steps=args.steps, seed=seed)]
+    rows = summarize_seeds(runs)
+    print(f"\nSynthetic regression ({args.noise} noise, {args.steps} Adam steps, seeds {args.seeds}, mean ± std); "
+          f"held-out NLL in nats per joint (true density: {rows[0]['true_nll']:.3f}), location error vs. the "
+          "true location, mean σ̂ and mean |µ̂ − label|:")
+    shown = [{k: (v["text"] if isinstance(v, dict) else v) for k, v in r.items()} for r in rows]
+    print(_table(shown, [("loss", "loss", "s"), ("nll", "NLL", "s"), ("loc_error", "loc. error", "s"),
+                        ("sigma_mean", "mean σ̂", "s"), ("abs_error_mean", "mean |err|", "s")]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"problem": vars(problem), "steps": args.steps, "seed": args.seed, "rows": rows},
-                              indent=2))
+    out.write_text(json.dumps({"problem": vars(problem), "steps": args.steps, "seeds": args.seeds,
+                               "rows": rows, "runs": runs}, indent=2))
     print(f"\nresults written to {out}")
     return 0
 
@@ -135,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--noise", choices=["mixture", "student_t"], default="mixture")
     toy.add_argument("--losses", default="l1,l2,laplace_nll,gaussian_nll,dle,rle,rle_gaussian")
     toy.add_argument("--steps", type=int, default=1500)
-    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     toy.add_argument("--out", default="outputs/toy/results.json")
     toy.set_defaults(func=cmd_toy)
 

@@ -129,7 +129,29 @@ def compare_losses(names: tuple[str, ...] = ("l1", "laplace_nll", "gaussian_nll"
             mu, sigma = model(test["x"])
         rows.append({"loss": name, "nll": heldout_nll(loss, mu, sigma, test["y"]),
                      "loc_error": (mu - test["mu"]).norm(dim=-1).mean().item(),
-                     "sigma_mean": sigma.mean().item()})
+                     "sigma_mean": sigma.mean().item(), "abs_error_mean": (mu - test["y"]).abs().mean().item()})
     for row in rows:
         row["true_nll"] = problem.true_nll(test)
     return rows
+
+
+def summarize_seeds(runs: list[dict]) -> list[dict]:
+    """Rows of :func:`compare_losses` over several seeds → one row per loss, in first-seen order,
+    each metric as ``{"mean", "std", "text"}`` (None where a loss has no value, e.g. L1's NLL)."""
+    import statistics
+
+    out = []
+    for name in dict.fromkeys(r["loss"] for r in runs):
+        mine = [r for r in runs if r["loss"] == name]
+        row: dict = {"loss": name, "true_nll": statistics.mean(r["true_nll"] for r in mine)}
+        for key in ("nll", "loc_error", "sigma_mean", "abs_error_mean"):
+            values = [r[key] for r in mine if r[key] is not None]
+            if not values:
+                row[key] = None
+                continue
+            mean = statistics.mean(values)
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            digits = 3 if key == "nll" else 4
+            row[key] = {"mean": mean, "std": std, "text": f"{mean:.{digits}f} ± {std:.{digits}f}"}
+        out.append(row)
+    return out

@@ -26,28 +26,44 @@ class LossConfig:
 
     name: str = "rle"
     form: str = "paper"
-    scale: str = "joint"
+    scale: str | None = None
     beta: float = 0.0
     standardize: bool = False
     flow_layers: int = 3
     flow_width: int = 64
-    flow_base_std: float = 1.0
-    flow_zero_init: bool = False
+    flow_base_std: float | None = None
+    flow_zero_init: bool | None = None
     log_s_grid: int | None = None
     reduction: str = "mean"
 
+    def resolved_scale(self) -> str:
+        """``scale`` with ``None`` replaced by the loss's default (``q`` for RLE, paper form)."""
+        from rlepose.losses import default_scale
+
+        if self.scale is not None:
+            return self.scale
+        q = {"rle": "laplace", "rle_gaussian": "gaussian"}.get(self.name)
+        return default_scale(self.form, q, self.standardize, self.log_s_grid)
+
+    def resolved_flow_base_std(self) -> float:
+        from rlepose.losses import FLAT_START_STD
+
+        if self.flow_base_std is not None:
+            return self.flow_base_std
+        return FLAT_START_STD if self.name != "dle" and self.resolved_scale() == "q" else 1.0
+
     def build(self, dim: int):
-        """The loss module for D = ``dim`` (with its RealNVP of Lfc × Nn for rle/rle_gaussian/dle)."""
-        from rlepose.flows import RealNVP
-        from rlepose.losses import build_loss
+        """The loss module for D = ``dim`` (with its RealNVP of Lfc × Nn for rle/rle_gaussian/dle;
+        base std and identity start default to the flat start for ``scale="q"``)."""
+        from rlepose.losses import build_loss, default_flow
 
         kwargs: dict = {}
         if self.name in ("rle", "rle_gaussian", "dle"):
-            kwargs["flow"] = RealNVP(dim, hidden_layers=self.flow_layers, hidden_features=self.flow_width,
-                                     base_std=self.flow_base_std, zero_init=self.flow_zero_init)
+            kwargs["flow"] = default_flow(dim, self.resolved_scale(), self.flow_layers, self.flow_width,
+                                          self.flow_base_std, self.flow_zero_init)
             kwargs["form"] = self.form
             if self.name != "dle":
-                kwargs["scale"] = self.scale
+                kwargs["scale"] = self.resolved_scale()
                 kwargs["beta"] = self.beta
                 kwargs["standardize"] = self.standardize
                 if self.log_s_grid:

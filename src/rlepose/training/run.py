@@ -19,7 +19,7 @@ from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import TopDownTransform
 from rlepose.evaluation.evaluators import CocoEvaluator, H36MEvaluator, MpiiEvaluator
 from rlepose.models.checkpoint import load_pretrained
-from rlepose.training.config import ExperimentConfig, config_to_dict
+from rlepose.training.config import ExperimentConfig, LossConfig, config_to_dict
 from rlepose.training.lifting import LiftingModule, lifting_tensors
 from rlepose.training.module import PoseModule
 
@@ -228,12 +228,15 @@ def init_from_checkpoint(module, checkpoint: str | Path) -> None:
     checkpoint whose stored loss section differs in form or flow base is refused."""
     path = Path(checkpoint)
     ckpt = _read_checkpoint(path)
-    stored = ckpt.get("hyper_parameters", {}).get("config", {}).get("loss", {})
-    for key in ("name", "form", "scale", "standardize", "flow_base_std"):
-        if key in stored and stored[key] != getattr(module.cfg.loss, key):
-            raise ValueError(f"{path} was trained with loss.{key}={stored[key]!r} but this config has "
-                             f"{getattr(module.cfg.loss, key)!r}: its flow would mean another density; "
-                             f"set loss.{key}={stored[key]!r}")
+    stored = ckpt.get("hyper_parameters", {}).get("config", {}).get("loss")
+    if stored is not None:
+        theirs, ours = LossConfig(**stored), module.cfg.loss
+        for key in ("name", "form", "scale", "standardize", "flow_base_std"):
+            resolve = {"scale": LossConfig.resolved_scale, "flow_base_std": LossConfig.resolved_flow_base_std}
+            a, b = (resolve[key](c) if key in resolve else getattr(c, key) for c in (theirs, ours))
+            if a != b:
+                raise ValueError(f"{path} was trained with loss.{key}={a!r} but this config has {b!r}: "
+                                 f"its flow would mean another density; set loss.{key}={a!r}")
     module.load_state_dict(ckpt["state_dict"])
     log.info("all weights (network and flow) from %s", path)
 
