@@ -44,11 +44,17 @@ def test_train_speed_small(tmp_path):
 @pytest.mark.slow
 def test_lifting_and_paper_tables_small(tmp_path):
     out = tmp_path / "lift.json"
-    run_script("lifting.py", "--epochs", "1", "--train-poses", "2000", "--test-poses", "500", "--out", str(out))
+    run_script("lifting.py", "--rows", "l2,rle", "--seeds", "0", "1", "--epochs", "1", "--train-poses", "2000",
+               "--test-poses", "500", "--out", str(out))
     rows = json.loads(out.read_text())["rows"]
-    assert [r["loss"] for r in rows] == ["l2", "rle"] and all(r["MPJPE"] > 0 for r in rows)
+    assert [r["row"] for r in rows] == ["l2", "rle"] and all(len(r["runs"]) == 2 for r in rows)
+    for r in rows:
+        mpjpe = [run["MPJPE"] for run in r["runs"]]
+        assert r["mean"]["MPJPE"] == pytest.approx(sum(mpjpe) / 2) and r["std"]["MPJPE"] >= 0
+        assert r["mean"]["sigma_mean"] > 0 and r["mean"]["abs_error_mean"] > 0
     out = tmp_path / "tables.json"
-    run_script("paper_tables.py", "--rows", "rle,l1", "--epochs", "1", "--train-images", "16", "--val-images", "8",
-               "--dir", str(tmp_path / "pt"), "--out", str(out))
+    run_script("paper_tables.py", "--rows", "rle,l1", "--seeds", "0", "--epochs", "1", "--train-images", "16",
+               "--val-images", "8", "--dir", str(tmp_path / "pt"), "--out", str(out))
     rows = json.loads(out.read_text())["rows"]
     assert [r["row"] for r in rows] == ["rle", "l1"] and rows[0]["paper_AP"] == 70.5
+    assert rows[0]["mean"]["sigma_over_error"] > 0 and "sigma_over_error" in rows[1]["mean"]

@@ -203,3 +203,64 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     assert 0.0 <= summary["metrics"]["AP"] <= 1.0
     for key in ("checkpoint", "picture"):
         assert (tmp_path / "demo").exists() and __import__("pathlib").Path(summary[key]).is_file()
+
+
+class _RunsCode:
+    """A pickle payload that would create a file when unpickled by a full unpickler."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "payload": _RunsCode(marker)}, evil)
+    from rlepose.models.checkpoint import UntrustedCheckpointError, read_checkpoint
+    with pytest.raises(UntrustedCheckpointError, match="system.*Nothing from the file was run"):
+        read_checkpoint(evil)
+    for argv in (["convert", str(evil), str(tmp_path / "out.ckpt"), "--from", "mmpose"],
+                 ["export", "--checkpoint", str(evil)]):
+        assert main(argv) == 2
+        assert "refusing to load" in capsys.readouterr().err
+    assert not marker.exists()
+    assert read_checkpoint(evil, trust=True)["state_dict"]["w"].shape == (2,)  # the explicit opt-in
+    assert marker.exists()
+
+
+def test_mmpose_style_metadata_is_read_inert(tmp_path):
+    """Objects of known metadata modules (mmengine's message hub, numpy) become inert stand-ins
+    whose code never runs; the tensors load exactly."""
+    import numpy as np
+
+    class HistoryBuffer:  # pickled under an mmengine module path, as MMPose checkpoints hold it
+        def __init__(self):
+            self.data = [1.0, 2.0]
+
+        def __setstate__(self, state):
+            raise AssertionError("a foreign __setstate__ ran")
+    HistoryBuffer.__module__ = "mmengine.logging.history_buffer"
+    HistoryBuffer.__qualname__ = "HistoryBuffer"
+    import sys
+    import types
+    fake = types.ModuleType("mmengine.logging.history_buffer")
+    fake.HistoryBuffer = HistoryBuffer
+    for name in ("mmengine", "mmengine.logging", "mmengine.logging.history_buffer"):
+        sys.modules.setdefault(name, fake if name.endswith("buffer") else types.ModuleType(name))
+    try:
+        weight = torch.randn(3, 4)
+        path = tmp_path / "mmpose.pth"
+        torch.save({"meta": {"hub": HistoryBuffer(), "seed": np.int64(3)}, "state_dict": {"head.fc.weight": weight}},
+                   path)
+    finally:
+        for name in ("mmengine.logging.history_buffer", "mmengine.logging", "mmengine"):
+            sys.modules.pop(name, None)
+    from rlepose.models.checkpoint import InertObject, read_checkpoint
+    data = read_checkpoint(path)
+    assert torch.equal(data["state_dict"]["head.fc.weight"], weight)
+    assert isinstance(data["meta"]["hub"], InertObject) and data["meta"]["hub"].state == {"data": [1.0, 2.0]}
+    assert data["meta"]["hub"].qualname == "mmengine.logging.history_buffer.HistoryBuffer"

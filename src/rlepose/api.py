@@ -32,14 +32,15 @@ class PosePredictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, flip_test: bool = True, backend: str = "torch",
-                        onnx_path: str | Path | None = None) -> "PosePredictor":
+                        onnx_path: str | Path | None = None, trust: bool = False) -> "PosePredictor":
         """From a training checkpoint (``backend="torch"``), or its exported ONNX model
-        (``backend="onnxruntime"``, ``onnx_path`` defaulting to the checkpoint with .onnx)."""
+        (``backend="onnxruntime"``, ``onnx_path`` defaulting to the checkpoint with .onnx).
+        The checkpoint runs no code when read unless ``trust`` (see ``read_checkpoint``)."""
         if backend == "onnxruntime":
             return cls.from_onnx(onnx_path or Path(path).with_suffix(".onnx"), flip_test)
         from rlepose.training.run import keypoint_spec, load_module
 
-        module = load_module(path)
+        module = load_module(path, trust=trust)
         if module.cfg.task != "topdown":
             raise ValueError("PosePredictor works with top-down image models, not lifting checkpoints")
         model = module.model.eval()

@@ -81,7 +81,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from rlepose.training.run import evaluate
 
     cfg = load_config(args.config, args.overrides)
-    metrics = evaluate(cfg, args.checkpoint, out_file=args.results)
+    metrics = evaluate(cfg, args.checkpoint, out_file=args.results, trust=args.trust_checkpoint)
     if "table" in metrics:
         print(_action_table(metrics.pop("table")))
     if args.results:
@@ -107,7 +107,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     summary = predict_files(args.checkpoint, args.images, args.out, boxes_file=args.boxes,
                             box_score_threshold=args.box_score_threshold, render_dir=args.render,
-                            backend=args.backend, onnx_path=args.onnx, flip_test=not args.no_flip)
+                            backend=args.backend, onnx_path=args.onnx, flip_test=not args.no_flip,
+                            trust=args.trust_checkpoint)
     print(f"{summary['persons']} persons in {summary['images']} images → {args.out}"
           + (f"; drawings in {args.render}" if args.render else ""))
     for failure in summary["failed"]:
@@ -118,7 +119,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from rlepose.predict import export_checkpoint
 
-    path = export_checkpoint(args.checkpoint, args.out)
+    path = export_checkpoint(args.checkpoint, args.out, trust=args.trust_checkpoint)
     print(f"exported the inference graph (no flow, dynamic batch) to {path}")
     return 0
 
@@ -126,7 +127,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from rlepose.convert import convert_checkpoint
 
-    path = convert_checkpoint(args.source, args.dest, args.kind, args.backbone)
+    path = convert_checkpoint(args.source, args.dest, args.kind, args.backbone, trust=args.trust_checkpoint)
     print(f"converted {args.kind} checkpoint → {path}")
     return 0
 
@@ -154,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("overrides", nargs="*")
     ev.add_argument("--checkpoint", required=True)
     ev.add_argument("--results", help="write predictions (COCO results format for COCO) to this JSON")
+    ev.add_argument("--trust-checkpoint", action="store_true",
+                    help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
     ev.set_defaults(func=cmd_eval)
 
     demo = sub.add_parser("demo", help="render the embedded dataset, train RLE on it, evaluate, draw (CPU, minutes)")
@@ -174,12 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     pr.add_argument("--onnx", help="ONNX model for --backend onnxruntime (default: checkpoint with .onnx)")
     pr.add_argument("--no-flip", action="store_true", help="skip the flip test")
+    pr.add_argument("--trust-checkpoint", action="store_true",
+                    help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
     pr.set_defaults(func=cmd_predict)
 
     ex = sub.add_parser("export", help="export the inference graph (no flow)")
     ex.add_argument("--checkpoint", required=True)
     ex.add_argument("--format", choices=["onnx"], default="onnx")
     ex.add_argument("--out", help="default: the checkpoint path with .onnx")
+    ex.add_argument("--trust-checkpoint", action="store_true",
+                    help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
     ex.set_defaults(func=cmd_export)
 
     cv = sub.add_parser("convert", help="import a checkpoint of the official RLE code or of MMPose")
@@ -187,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("dest")
     cv.add_argument("--from", dest="kind", choices=["official", "mmpose"], required=True)
     cv.add_argument("--backbone", default="resnet50")
+    cv.add_argument("--trust-checkpoint", action="store_true",
+                    help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
     cv.set_defaults(func=cmd_convert)
     return parser
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from rlepose.models.checkpoint import extract_state_dict
+from rlepose.models.checkpoint import extract_state_dict, read_checkpoint
 from rlepose.training.config import ExperimentConfig, config_to_dict, config_from_dict
 
 FLOW_PREFIX = "loss.flow."
@@ -95,13 +95,11 @@ def to_mmpose(ours: dict[str, Tensor], version: int = 1) -> dict[str, Tensor]:
 
 
 def convert_checkpoint(source: str | Path, dest: str | Path, kind: str, backbone: str = "resnet50",
-                       base: ExperimentConfig | None = None) -> Path:
+                       base: ExperimentConfig | None = None, trust: bool = False) -> Path:
     """Read a foreign checkpoint, write an rlepose checkpoint ({"state_dict", "hyper_parameters"})
-    that :func:`rlepose.training.run.load_module` loads (missing keys are reported by loading)."""
-    path = Path(source)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    sd = extract_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+    that :func:`rlepose.training.run.load_module` loads (missing keys are reported by loading).
+    The source runs no code when read unless ``trust`` (see ``read_checkpoint``)."""
+    sd = extract_state_dict(read_checkpoint(source, trust=trust))
     if kind == "official":
         state, overrides = from_official(sd)
     elif kind == "mmpose":

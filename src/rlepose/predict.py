@@ -57,13 +57,14 @@ def load_boxes(path: str | Path, images: list[Path], threshold: float = 0.0) -> 
 
 def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: str | Path, boxes_file=None,
                   box_score_threshold: float = 0.0, render_dir=None, backend: str = "torch", onnx_path=None,
-                  flip_test: bool = True) -> dict:
+                  flip_test: bool = True, trust: bool = False) -> dict:
     """Predict on every image; results are written after each image, so a failure later never
     loses what was computed. Unreadable images are reported and skipped."""
     from rlepose.api import PosePredictor
     from rlepose.visualize import draw_poses
 
-    predictor = PosePredictor.from_checkpoint(checkpoint, flip_test=flip_test, backend=backend, onnx_path=onnx_path)
+    predictor = PosePredictor.from_checkpoint(checkpoint, flip_test=flip_test, backend=backend, onnx_path=onnx_path,
+                                              trust=trust)
     images = collect_images(inputs)
     boxes = load_boxes(boxes_file, images, box_score_threshold) if boxes_file else None
     out_file = Path(out_file)
@@ -99,14 +100,14 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: st
     return {"images": done, "persons": len(results), "failed": failed}
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None) -> Path:
+def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, trust: bool = False) -> Path:
     """``rlepose export``: a checkpoint's inference graph to ONNX with the predictor's metadata."""
     from dataclasses import asdict
 
     from rlepose.export import export_onnx
     from rlepose.training.run import keypoint_spec, load_module
 
-    module = load_module(checkpoint)
+    module = load_module(checkpoint, trust=trust)
     if module.cfg.task != "topdown":
         raise ValueError("export supports top-down image models")
     meta = {"input_size": list(module.cfg.transform.input_size), "keypoints": asdict(keypoint_spec(module.cfg)),

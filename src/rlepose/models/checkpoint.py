@@ -1,15 +1,127 @@
-"""Loading weights a user has on disk (torchvision, timm, MMPose, the official RLE code, ours)."""
+"""Loading weights a user has on disk (torchvision, timm, MMPose, the official RLE code, ours).
+
+Every checkpoint file is read by :func:`read_checkpoint`, which runs no code from the file:
+``torch.load(weights_only=True)`` first; then, for files whose metadata holds objects of other
+frameworks (MMPose/mmengine's message hub, numpy scalars), a restricted unpickler that builds
+inert stand-ins for those objects from a short list of known metadata modules and refuses any
+other global (``os.system``, ``builtins.exec``, …) before anything is called.
+"""
 from __future__ import annotations
 
 import logging
+import pickle
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
+
+# Modules whose objects appear in the metadata of checkpoints people share (MMPose 1.x/0.x via
+# mmengine/mmcv, numpy scalars and arrays, argparse namespaces). Their objects are replaced by
+# inert stand-ins: no constructor, __setstate__ or function of theirs runs.
+INERT_MODULES = ("mmengine", "mmcv", "mmpose", "mmdet", "numpy", "argparse", "pathlib", "datetime")
+
+
+class UntrustedCheckpointError(ValueError):
+    """A checkpoint file asks to run code when loaded; nothing from it was run."""
+
+
+class InertObject:
+    """Stands in for an object of a foreign class in a checkpoint's metadata; it records the
+    pickled arguments and state and runs none of the class's code."""
+
+    qualname = "?"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs, self.state, self.items = args, kwargs, None, []
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.items.append((key, value))
+
+    def append(self, value: Any) -> None:
+        self.items.append(value)
+
+    def extend(self, values: Any) -> None:
+        self.items.extend(values)
+
+    def __repr__(self) -> str:
+        return f"<inert {self.qualname}>"
+
+
+def _allowed_globals() -> dict[str, Any]:
+    try:  # the allow-list of torch's own weights_only unpickler (private, present since torch 2.1)
+        from torch._weights_only_unpickler import _get_allowed_globals
+
+        return dict(_get_allowed_globals())
+    except (ImportError, AttributeError):
+        import collections
+
+        return {"collections.OrderedDict": collections.OrderedDict,
+                "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
+                "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter}
+
+
+def _inert_pickle_module(seen: set[str]) -> types.SimpleNamespace:
+    """A ``pickle_module`` for ``torch.load`` whose Unpickler resolves only torch's safe globals
+    and inert stand-ins for :data:`INERT_MODULES`; anything else raises before it is called."""
+    allowed = _allowed_globals()
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            qualname = f"{module}.{name}"
+            if qualname in allowed:
+                return allowed[qualname]
+            if module.split(".")[0] in INERT_MODULES:
+                seen.add(qualname)
+                return type(name, (InertObject,), {"qualname": qualname})
+            raise UntrustedCheckpointError(qualname)
+
+    def load(file, **kwargs):
+        return Unpickler(file, **kwargs).load()
+
+    return types.SimpleNamespace(Unpickler=Unpickler, load=load, __name__="rlepose_inert_pickle")
+
+
+def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
+    """Load a ``torch.save``-d file without running code from it (see the module docstring).
+
+    Args:
+        trust: unpickle everything, which can run code the file contains; only for files whose
+            origin you trust (``--trust-checkpoint``). A warning says so.
+    Raises:
+        FileNotFoundError: no such file.
+        UntrustedCheckpointError: the file names a global outside torch's tensors and the known
+            metadata modules (a pickle that would run code); nothing from it was run.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if trust:
+        log.warning("unpickling %s fully (trusted): a malicious file could run code", path)
+        return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass  # foreign metadata objects, or worse: look closer without running anything
+    seen: set[str] = set()
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle_module(seen))
+    except UntrustedCheckpointError as exc:
+        raise UntrustedCheckpointError(
+            f"refusing to load {path}: it asks to call or build {exc.args[0]}, which would run code when "
+            "unpickled, and it is not a tensor or a known metadata type. Nothing from the file was run. "
+            "If you trust its origin, pass --trust-checkpoint (Python: trust=True).") from None
+    if seen:
+        log.info("%s: metadata objects read as inert stand-ins, not run: %s", path, ", ".join(sorted(seen)))
+    return data
 
 _WRAPPERS = ("state_dict", "model", "model_state_dict", "module", "net")
 _PREFIXES = ("module.", "model.")
@@ -53,7 +165,7 @@ def extract_state_dict(checkpoint: Mapping) -> dict[str, Tensor]:
 
 
 def load_pretrained(model: nn.Module, source: str | Path | Mapping, prefix: str = "",
-                    ignore: tuple[str, ...] = (), strict: bool = False) -> LoadReport:
+                    ignore: tuple[str, ...] = (), strict: bool = False, trust: bool = False) -> LoadReport:
     """Load weights into ``model`` and say what happened.
 
     Args:
@@ -62,16 +174,14 @@ def load_pretrained(model: nn.Module, source: str | Path | Mapping, prefix: str 
             MMPose pose model's backbone into a bare backbone).
         ignore: key prefixes to skip (e.g. ``("fc.",)`` for an ImageNet classifier).
         strict: raise if anything is missing or unexpected.
+        trust: unpickle the file fully (see :func:`read_checkpoint`).
     Raises:
         FileNotFoundError: the path does not exist.
         ValueError: a tensor's shape differs from the model's (message names the key), or,
             with ``strict``, keys are missing or unexpected.
     """
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        source = torch.load(path, map_location="cpu", weights_only=False)
+        source = read_checkpoint(source, trust=trust)
     sd = extract_state_dict(source)
     if prefix:
         sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}

@@ -18,7 +18,7 @@ from rlepose.data.h36m import (H36M_KEYPOINTS, TEST_SUBJECTS, TRAIN_SUBJECTS, Po
 from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import TopDownTransform
 from rlepose.evaluation.evaluators import CocoEvaluator, H36MEvaluator, MpiiEvaluator
-from rlepose.models.checkpoint import load_pretrained
+from rlepose.models.checkpoint import load_pretrained, read_checkpoint
 from rlepose.training.config import ExperimentConfig, LossConfig, config_to_dict
 from rlepose.training.lifting import LiftingModule, lifting_tensors
 from rlepose.training.module import PoseModule
@@ -222,12 +222,12 @@ def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs):
     return module, trainer
 
 
-def init_from_checkpoint(module, checkpoint: str | Path) -> None:
+def init_from_checkpoint(module, checkpoint: str | Path, trust: bool = False) -> None:
     """Copy every weight of an rlepose checkpoint (network and flow) into ``module``, strictly.
     The flow is a density of x̄ only under the loss settings it was trained with, so a
     checkpoint whose stored loss section differs in form or flow base is refused."""
     path = Path(checkpoint)
-    ckpt = _read_checkpoint(path)
+    ckpt = read_checkpoint(path, trust=trust)
     stored = ckpt.get("hyper_parameters", {}).get("config", {}).get("loss")
     if stored is not None:
         theirs, ours = LossConfig(**stored), module.cfg.loss
@@ -241,16 +241,11 @@ def init_from_checkpoint(module, checkpoint: str | Path) -> None:
     log.info("all weights (network and flow) from %s", path)
 
 
-def _read_checkpoint(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def load_module(checkpoint: str | Path, cfg: ExperimentConfig | None = None):
+def load_module(checkpoint: str | Path, cfg: ExperimentConfig | None = None, trust: bool = False):
     """A trained module (PoseModule or LiftingModule) from a Lightning checkpoint; the config
-    stored in it unless ``cfg``."""
-    ckpt = _read_checkpoint(Path(checkpoint))
+    stored in it unless ``cfg``. The file is read without running code from it unless ``trust``
+    (:func:`rlepose.models.checkpoint.read_checkpoint`)."""
+    ckpt = read_checkpoint(checkpoint, trust=trust)
     config = config_to_dict(cfg) if cfg is not None else ckpt["hyper_parameters"]["config"]
     module = (LiftingModule if config.get("task") == "lifting" else PoseModule)(config)
     module.load_state_dict(ckpt["state_dict"])
@@ -258,11 +253,11 @@ def load_module(checkpoint: str | Path, cfg: ExperimentConfig | None = None):
 
 
 def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, out_file: str | Path | None = None,
-             **trainer_kwargs) -> dict:
+             trust: bool = False, **trainer_kwargs) -> dict:
     """Run the validation split's standard evaluation with the weights of ``checkpoint``;
     ``cfg`` gives data and test settings (its model section must match the checkpoint)."""
     _check_root(cfg)
-    module = load_module(checkpoint, cfg)
+    module = load_module(checkpoint, cfg, trust=trust)
     if cfg.task == "lifting":
         val_set = lifting_sets(cfg)[1]
         module.val_actions = val_set.action
