@@ -107,3 +107,23 @@ def test_custom_keypoint_set_from_config(tmp_path):
         KeypointSpec.from_dict({"joints": ["a", "b"], "sigmas": [0.1, 0.1, 0.1]})
     with pytest.raises(ValueError, match="unknown keypoint spec fields"):
         KeypointSpec.from_dict({"joints": ["a"], "flips": []})
+
+
+def test_nonfinite_keypoints_and_bad_visibility_are_named(tmp_path, caplog):
+    nan = {**_ann(3), "keypoints": [float("nan"), 20, 2] + [20, 20, 2] * 16}
+    with pytest.raises(DataError, match="annotation 3: keypoints hold NaN or inf"):
+        load_coco_instances(_coco_file(tmp_path, [nan]), tmp_path)
+    with pytest.raises(DataError, match="annotation 4: visibility flags must be 0, 1 or 2, got \\[2.0, 3.0\\]"):
+        load_coco_instances(_coco_file(tmp_path, [{**_ann(4), "keypoints": [20, 20, 3] + [20, 20, 2] * 16}]), tmp_path)
+    with pytest.raises(DataError, match="annotation 5: keypoints must be numbers"):
+        load_coco_instances(_coco_file(tmp_path, [{**_ann(5), "keypoints": ["a", 20, 2] + [20, 20, 2] * 16}]), tmp_path)
+    with caplog.at_level(logging.WARNING):
+        kept = load_coco_instances(_coco_file(tmp_path, [_ann(1), nan]), tmp_path, on_error="skip")
+    assert len(kept) == 1 and "annotation 3" in caplog.text
+    mpii = tmp_path / "mpii.json"
+    record = {"image": "a.jpg", "center": [50, 50], "scale": 1.0, "joints": [[10, 10]] * 16, "joints_vis": [1] * 16}
+    mpii.write_text(json.dumps([record, {**record, "joints": [[float("inf"), 10]] + [[10, 10]] * 15},
+                                {**record, "joints_vis": [2] + [1] * 15}]))
+    with pytest.raises(DataError, match=r"mpii.json\[1\]: joints or center hold NaN or inf"):
+        load_mpii_instances(mpii, tmp_path)
+    assert len(load_mpii_instances(mpii, tmp_path, on_error="skip")) == 1

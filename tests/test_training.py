@@ -112,3 +112,23 @@ def test_two_process_ddp_validates_the_whole_set(tmp_path, fixtures):
     logged = [float(r["val/mean_oks"]) for r in rows if r.get("val/mean_oks")]
     single = evaluate(cfg, tmp_path / "runs/ddp/checkpoints/last.ckpt", enable_progress_bar=False, devices=1)
     assert logged[-1] == pytest.approx(single["mean_oks"], rel=1e-5)
+
+
+def test_a_batch_with_a_nonfinite_loss_updates_nothing(tmp_path, fixtures, monkeypatch):
+    """Every batch's loss is NaN (with NaN gradients behind it): no parameter of the network or
+    of the flow moves, and the skipped batches are counted."""
+    from rlepose.losses import RLELoss
+    from rlepose.training.config import config_to_dict
+    from rlepose.training.module import PoseModule
+
+    cfg = load_config(_config(tmp_path, fixtures, train={"epochs": 1}))
+    start = PoseModule.from_config(cfg)
+    path = tmp_path / "start.ckpt"
+    torch.save({"state_dict": start.state_dict(), "hyper_parameters": {"config": config_to_dict(cfg)}}, path)
+    original = RLELoss.forward
+    monkeypatch.setattr(RLELoss, "forward", lambda self, *a, **k: original(self, *a, **k) * float("nan"))
+    cfg = load_config(_config(tmp_path, fixtures, train={"epochs": 1}, init_from=str(path)))
+    module, trainer = train(cfg, enable_progress_bar=False, logger=False)
+    assert module.nonfinite_batches == trainer.num_training_batches > 0
+    before = dict(start.named_parameters())
+    assert all(torch.equal(p, before[name]) for name, p in module.named_parameters())

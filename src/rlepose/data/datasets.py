@@ -137,7 +137,17 @@ def load_coco_instances(ann_file: str | Path, image_root: str | Path, spec: Keyp
         if kps is None or len(kps) != 3 * k:
             _fail(f"{rec}: expected {3 * k} keypoint values, got {None if kps is None else len(kps)}", on_error)
             continue
-        kps = np.asarray(kps, dtype=np.float64).reshape(k, 3)
+        try:
+            kps = np.asarray(kps, dtype=np.float64).reshape(k, 3)
+        except (TypeError, ValueError):
+            _fail(f"{rec}: keypoints must be numbers, got {str(ann.get('keypoints'))[:80]}", on_error)
+            continue
+        if not np.all(np.isfinite(kps)):
+            _fail(f"{rec}: keypoints hold NaN or inf", on_error)
+            continue
+        if not np.all(np.isin(kps[:, 2], (0, 1, 2))):
+            _fail(f"{rec}: visibility flags must be 0, 1 or 2, got {sorted(set(kps[:, 2].tolist()))}", on_error)
+            continue
         visible = (kps[:, 2] > 0).astype(np.float64)
         if visible.sum() < min_keypoints:
             continue
@@ -204,8 +214,14 @@ def load_mpii_instances(ann_file: str | Path, image_root: str | Path, on_error: 
         except (KeyError, TypeError, ValueError) as e:
             _fail(f"{rec}: malformed MPII record ({e!r})", on_error)
             continue
-        if joints.shape != (16, 2) or vis.shape != (16,) or not s > 0:
+        if joints.shape != (16, 2) or vis.shape != (16,) or not s > 0 or not math.isfinite(s):
             _fail(f"{rec}: expected 16 joints, 16 visibilities and a positive scale", on_error)
+            continue
+        if not (np.all(np.isfinite(joints)) and math.isfinite(cx) and math.isfinite(cy)):
+            _fail(f"{rec}: joints or center hold NaN or inf", on_error)
+            continue
+        if not np.all(np.isin(vis, (0, 1))):
+            _fail(f"{rec}: joints_vis must be 0 or 1, got {sorted(set(vis.tolist()))}", on_error)
             continue
         cy += 15 * s
         side = 200.0 * s

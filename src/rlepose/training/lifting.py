@@ -18,6 +18,7 @@ from rlepose.data.h36m import PoseSet
 from rlepose.evaluation.pose3d import per_action_table
 from rlepose.models.lifting import LiftingNet
 from rlepose.training.config import ExperimentConfig, config_from_dict, config_to_dict
+from rlepose.training.module import skip_nonfinite
 
 
 def screen_normalize(joints_2d: np.ndarray, image_size: np.ndarray) -> np.ndarray:
@@ -83,6 +84,7 @@ class LiftingModule(L.LightningModule):
         self._val: list[tuple[Tensor, Tensor, Tensor]] = []
         self._calibration: list[Tensor] = []  # per batch: Σσ̂, Σ|µ̂ − µg|, count (std units)
         self.last_metrics: dict = {}
+        self.nonfinite_batches = 0  # training batches skipped for a NaN/inf loss
         self.last_table: dict = {}
 
     @classmethod
@@ -98,6 +100,8 @@ class LiftingModule(L.LightningModule):
         x, y = batch
         mu, sigma = self.model(self.normalizer.inputs(x))
         loss = self.loss(mu, sigma, self.normalizer.targets(y))
+        if not torch.isfinite(loss):
+            return skip_nonfinite(self, loss)
         self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
         return loss
 

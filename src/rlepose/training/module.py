@@ -2,6 +2,7 @@
 standard evaluation at epoch end."""
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import lightning as L
@@ -13,6 +14,20 @@ from rlepose.inference import crop_to_image, predict_crops
 from rlepose.models.heads import gaussian_heatmaps, heatmap_mse_loss
 from rlepose.models.pose_model import build_pose_model
 from rlepose.training.config import ExperimentConfig, config_from_dict, config_to_dict
+
+
+log = logging.getLogger(__name__)
+
+
+def skip_nonfinite(module: L.LightningModule, loss: torch.Tensor) -> None:
+    """Count a batch whose loss is NaN or inf and skip it. Returning None from
+    ``training_step`` makes Lightning skip backward and the optimizer step, so neither the
+    network nor the flow moves; the running count is logged as ``train/nonfinite_batches``."""
+    module.nonfinite_batches += 1
+    log.warning("step %d: loss is %s, batch skipped (%d so far)", module.global_step, loss.item(),
+                module.nonfinite_batches)
+    module.log("train/nonfinite_batches", float(module.nonfinite_batches))
+    return None
 
 
 class PoseModule(L.LightningModule):
@@ -34,6 +49,7 @@ class PoseModule(L.LightningModule):
         self.evaluator = evaluator
         self._val_outputs: list[dict] = []
         self.last_metrics: dict = {}
+        self.nonfinite_batches = 0  # training batches skipped for a NaN/inf loss
         self.last_results: list = []
 
     @classmethod
@@ -53,6 +69,8 @@ class PoseModule(L.LightningModule):
         if batch is None:  # every sample of the batch was skipped as unreadable
             return None
         loss = self._loss(batch)
+        if not torch.isfinite(loss):
+            return skip_nonfinite(self, loss)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
