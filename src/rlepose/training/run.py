@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
 from rlepose.data.datasets import (DataError, SeededShuffleSampler, TopDownDataset, collate_skip_none,
@@ -85,6 +87,23 @@ class _SetEpoch(Callback):
             dataset.set_epoch(trainer.current_epoch)
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are written to a temporary name beside the target and renamed over it, so a
+    crash or a kill mid-write never leaves a truncated file where a good one was."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        target = Path(path)
+        if storage_options is not None or "://" in str(path):  # remote file systems: Lightning's own way
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 def _depth_range(cfg: ExperimentConfig) -> float | None:
     return cfg.data.depth_range_mm if cfg.model.dim == 3 else None
 
@@ -121,7 +140,7 @@ def _trainer(cfg: ExperimentConfig, out_dir: Path, monitor: str | None, mode: st
                     strategy=tc.strategy, num_nodes=tc.num_nodes, precision=tc.precision,
                     gradient_clip_val=tc.gradient_clip, check_val_every_n_epoch=tc.val_every,
                     limit_train_batches=tc.limit_train_batches, callbacks=callbacks, logger=loggers,
-                    default_root_dir=out_dir, log_every_n_steps=10)
+                    default_root_dir=out_dir, log_every_n_steps=10, plugins=[AtomicCheckpointIO()])
     return L.Trainer(**{**settings, **kwargs})
 
 
