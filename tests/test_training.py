@@ -137,7 +137,6 @@ def test_a_batch_with_a_nonfinite_loss_updates_nothing(tmp_path, fixtures, monke
 def test_checkpoints_are_written_to_a_temporary_name_and_renamed(tmp_path, monkeypatch):
     """A write that dies halfway (a partial file, then an error) leaves the good checkpoint in
     place and no temporary file behind."""
-    import rlepose.training.run as run
     from rlepose.training.run import AtomicCheckpointIO
 
     io = AtomicCheckpointIO()
@@ -148,7 +147,7 @@ def test_checkpoints_are_written_to_a_temporary_name_and_renamed(tmp_path, monke
     def dies_halfway(obj, f):
         __import__("pathlib").Path(f).write_bytes(good[: len(good) // 2])
         raise OSError("no space left on device")
-    monkeypatch.setattr(run.torch, "save", dies_halfway)
+    monkeypatch.setattr(torch, "save", dies_halfway)
     with pytest.raises(OSError, match="no space"):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
     assert path.read_bytes() == good

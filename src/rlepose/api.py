@@ -31,6 +31,14 @@ class PosePredictor:
         self.transform = TopDownTransform(TransformConfig(input_size=self.input_size), spec, train=False)
 
     @classmethod
+    def from_pretrained(cls, name: str, flip_test: bool = True) -> "PosePredictor":
+        """A published model by name (``rlepose models`` lists them), downloaded, checked and
+        converted on first use and cached under ``$RLEPOSE_HOME`` (see :mod:`rlepose.hub`)."""
+        from rlepose.hub import pretrained_checkpoint
+
+        return cls.from_checkpoint(pretrained_checkpoint(name), flip_test=flip_test)
+
+    @classmethod
     def from_checkpoint(cls, path: str | Path, flip_test: bool = True, backend: str = "torch",
                         onnx_path: str | Path | None = None, trust: bool = False) -> "PosePredictor":
         """From a training checkpoint (``backend="torch"``), or its exported ONNX model

@@ -102,8 +102,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the pretrained models that ``predict --model`` and ``PosePredictor.from_pretrained`` take."""
+    from rlepose.hub import MODELS, home, is_cached
+
+    rows = [{"name": m.name, "source": m.source, "licence": m.licence, "dataset": m.dataset,
+             "score": f"{m.metric} {m.value:.3f}", "input": f"{m.input_size[0]}×{m.input_size[1]}",
+             "cached": "yes" if is_cached(m) else "no"} for m in MODELS.values()]
+    print(_table(rows, [(k, k, "s") for k in ("name", "source", "licence", "dataset", "score", "input", "cached")]))
+    print(f"cache: {home()} (set RLEPOSE_HOME to move it)")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from rlepose.predict import predict_files
+
+    if args.model:
+        from rlepose.hub import pretrained_checkpoint
+
+        args.checkpoint = pretrained_checkpoint(args.model)
 
     summary = predict_files(args.checkpoint, args.images, args.out, boxes_file=args.boxes,
                             box_score_threshold=args.box_score_threshold, render_dir=args.render,
@@ -169,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="top-down inference on image files or folders")
     pr.add_argument("images", nargs="+", help="image files or folders")
-    pr.add_argument("--checkpoint", required=True)
+    which = pr.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="a trained or converted checkpoint")
+    which.add_argument("--model", help="a pretrained model by name (see `rlepose models`), downloaded on first use")
     pr.add_argument("--boxes", help="COCO detection-results JSON (image_id → file by name or id); whole image if unset")
     pr.add_argument("--box-score-threshold", type=float, default=0.0)
     pr.add_argument("--out", default="predictions.json", help="COCO-format results JSON")
@@ -189,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
     ex.set_defaults(func=cmd_export)
 
+    models = sub.add_parser("models", help="list pretrained models (name, source, licence, dataset, score, cached)")
+    models.set_defaults(func=cmd_models)
+
     cv = sub.add_parser("convert", help="import a checkpoint of the official RLE code or of MMPose")
     cv.add_argument("source")
     cv.add_argument("dest")
@@ -202,9 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from rlepose.hub import DownloadError
+
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError) as e:  # DataError and ConfigError are ValueErrors
+    except (FileNotFoundError, ValueError, DownloadError) as e:  # DataError and ConfigError are ValueErrors
         print(f"rlepose {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from rlepose.models.checkpoint import extract_state_dict, read_checkpoint
+from rlepose.models.checkpoint import extract_state_dict, read_checkpoint, save_atomic
 from rlepose.training.config import ExperimentConfig, config_to_dict, config_from_dict
 
 FLOW_PREFIX = "loss.flow."
@@ -112,7 +112,4 @@ def convert_checkpoint(source: str | Path, dest: str | Path, kind: str, backbone
     config["loss"].update(name="rle", form=kind, scale="joint", standardize=False, flow_base_std=1.0, flow_zero_init=False,
                           log_s_grid=None)
     config_from_dict(config)  # validate
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": state, "hyper_parameters": {"config": config}}, dest)
-    return dest
+    return save_atomic({"state_dict": state, "hyper_parameters": {"config": config}}, dest)

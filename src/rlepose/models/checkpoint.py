@@ -9,6 +9,7 @@ other global (``os.system``, ``builtins.exec``, …) before anything is called.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import types
 from collections.abc import Mapping
@@ -88,6 +89,20 @@ def _inert_pickle_module(seen: set[str]) -> types.SimpleNamespace:
         return Unpickler(file, **kwargs).load()
 
     return types.SimpleNamespace(Unpickler=Unpickler, load=load, __name__="rlepose_inert_pickle")
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary name beside ``path``, then rename over it: a crash or kill
+    mid-write never leaves a truncated file where a good one was (or a half file in a cache)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def read_checkpoint(path: str | Path, trust: bool = False) -> Any:

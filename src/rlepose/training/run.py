@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import lightning as L
@@ -20,7 +19,7 @@ from rlepose.data.h36m import (H36M_KEYPOINTS, TEST_SUBJECTS, TRAIN_SUBJECTS, Po
 from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import TopDownTransform
 from rlepose.evaluation.evaluators import CocoEvaluator, H36MEvaluator, MpiiEvaluator
-from rlepose.models.checkpoint import load_pretrained, read_checkpoint
+from rlepose.models.checkpoint import load_pretrained, read_checkpoint, save_atomic
 from rlepose.training.config import ExperimentConfig, LossConfig, config_to_dict
 from rlepose.training.lifting import LiftingModule, lifting_tensors
 from rlepose.training.module import PoseModule
@@ -92,16 +91,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     crash or a kill mid-write never leaves a truncated file where a good one was."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        target = Path(path)
         if storage_options is not None or "://" in str(path):  # remote file systems: Lightning's own way
             return super().save_checkpoint(checkpoint, path, storage_options)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_atomic(checkpoint, path)
 
 
 def _depth_range(cfg: ExperimentConfig) -> float | None:
