@@ -19,11 +19,9 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
 from common import sigma_vs_error, summarize
 from rlepose.demo import demo_config, render_data
-from rlepose.training.run import keypoint_spec, train, val_loader
+from rlepose.training.run import heldout_predictions, train
 
 ROWS = {  # name: (loss config section, paper COCO AP, paper Table 4 correlation)
     "l2": ({"name": "l2"}, 36.6, None),
@@ -46,18 +44,11 @@ DEFAULT_ROWS = "l2,l1,laplace_nll,dle,rle,heatmap"
 METRICS = ("AP", "AP50", "AP75", "conf_oks_pearson", "sigma_mean", "abs_error_mean", "sigma_over_error")
 
 
-@torch.no_grad()
 def heldout_calibration(module, cfg) -> dict[str, float]:
     """Mean σ̂ and mean |µ̂ − µg| over visible joints of the held-out crops (no flip)."""
     if module.model.is_heatmap:
         return {}
-    loader, _ = val_loader(cfg, keypoint_spec(cfg))
-    module.eval()
-    parts = []
-    for batch in loader:
-        mu, sigma = module.model(batch["image"])
-        parts.append((mu, sigma, batch["target"], batch["target_weight"]))
-    return sigma_vs_error(*(torch.cat(p) for p in zip(*parts)))
+    return sigma_vs_error(*heldout_predictions(module, cfg))
 
 
 def main() -> None:

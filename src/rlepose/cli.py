@@ -102,6 +102,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """``rlepose analyze density``: the learned density of x̄, its Gaussian/Laplace fits and,
+    with ``--config``, the held-out residuals; PNG + JSON in ``--out``."""
+    from rlepose.analysis.density import analyze_density
+    from rlepose.losses import RLELoss
+    from rlepose.training.run import heldout_predictions, load_module
+
+    module = load_module(args.checkpoint, trust=args.trust_checkpoint)
+    if not isinstance(getattr(module, "loss", None), RLELoss):
+        raise ValueError(f"{args.checkpoint} was not trained with RLE/DLE: it has no learned density")
+    residuals = None
+    if args.config:
+        from rlepose.training.config import load_config
+
+        mu, sigma, target, weight = heldout_predictions(module, load_config(args.config, args.overrides))
+        keep = weight > 0 if weight.dim() == 2 else weight.amin(-1) > 0
+        residuals = ((mu - target) / sigma)[keep].numpy()
+    summary = analyze_density(module.loss, args.out, residuals, title=f"{Path(args.checkpoint).name}: "
+                              f"RLE form={module.loss.form}, scale={module.loss.scale}")
+    for f in summary["fits"]:
+        print(f"x̄{f['coordinate']}: std {f['std']:.3f}, mean |x̄| {f['mean_abs']:.3f}, kurtosis {f['kurtosis']:.2f}; "
+              f"expected log-lik. model {f['loglik_model']:.3f}, Gaussian fit {f['loglik_gaussian']:.3f}, "
+              f"Laplace fit {f['loglik_laplace']:.3f} nats")
+    print(f"written: {summary['png']} and {Path(args.out) / 'density.json'}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     """List the pretrained models that ``predict --model`` and ``PosePredictor.from_pretrained`` take."""
     from rlepose.hub import MODELS, home, is_cached
@@ -207,6 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--trust-checkpoint", action="store_true",
                     help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
     ex.set_defaults(func=cmd_export)
+
+    an = sub.add_parser("analyze", help="figures and numbers about the learned uncertainty")
+    an_sub = an.add_subparsers(dest="analysis", required=True)
+    dens = an_sub.add_parser("density", help="the learned density of x̄ against Gaussian and Laplace fits")
+    dens.add_argument("--checkpoint", required=True)
+    dens.add_argument("--config", help="a config whose validation split gives held-out residuals")
+    dens.add_argument("overrides", nargs="*")
+    dens.add_argument("--out", default="outputs/analyze")
+    dens.add_argument("--trust-checkpoint", action="store_true", help="unpickle the checkpoint fully (trusted files only)")
+    dens.set_defaults(func=cmd_analyze)
 
     models = sub.add_parser("models", help="list pretrained models (name, source, licence, dataset, score, cached)")
     models.set_defaults(func=cmd_models)

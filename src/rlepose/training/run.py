@@ -233,6 +233,21 @@ def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs):
     return module, trainer
 
 
+@torch.no_grad()
+def heldout_predictions(module, cfg: ExperimentConfig) -> tuple[torch.Tensor, ...]:
+    """µ̂, σ̂, µg and joint weights (N, K, D) on the validation crops of a top-down regression
+    model, without flip, in normalized crop units."""
+    loader, _ = val_loader(cfg, keypoint_spec(cfg))
+    module.eval()
+    parts = []
+    for batch in loader:
+        if batch is None:
+            continue
+        mu, sigma = module.model(batch["image"])
+        parts.append((mu, sigma, batch["target"], batch["target_weight"]))
+    return tuple(torch.cat(p) for p in zip(*parts))
+
+
 def init_from_checkpoint(module, checkpoint: str | Path, trust: bool = False) -> None:
     """Copy every weight of an rlepose checkpoint (network and flow) into ``module``, strictly.
     The flow is a density of x̄ only under the loss settings it was trained with, so a
