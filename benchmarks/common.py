@@ -1,7 +1,10 @@
 """Helpers shared by the benchmarks: held-out calibration of σ̂ and mean ± std over seeds."""
 from __future__ import annotations
 
+import json
+import os
 import statistics
+from pathlib import Path
 
 import torch
 
@@ -27,3 +30,11 @@ def summarize(runs: list[dict], metrics: tuple[str, ...]) -> tuple[dict, dict]:
     mean = {k: statistics.mean(r[k] for r in runs) for k in keys}
     std = {k: (statistics.stdev(r[k] for r in runs) if len(runs) > 1 else 0.0) for k in keys}
     return mean, std
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write through a temporary file and rename: the JSON on disk is always whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)

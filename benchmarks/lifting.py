@@ -16,12 +16,11 @@ JSON: one row per loss with every run, and ``mean`` / ``std`` of each metric ove
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
 
-from common import summarize
+from common import summarize, write_json
 from rlepose.training.config import config_from_dict
 from rlepose.training.run import train
 
@@ -66,6 +65,9 @@ def main() -> None:
         data["data_3d"] = str(Path(args.data_3d).resolve())
         data["data_2d"] = str(Path(args.data_2d).resolve()) if args.data_2d else None
     rows = []
+    out = Path(args.out)
+    source = "real (" + args.data_3d + ")" if args.data_3d else \
+        f"GENERATED ({args.train_poses} train / {args.test_poses} test poses)"
     for row in args.rows.split(","):
         loss, paper = ROWS[row]
         runs = []
@@ -79,11 +81,10 @@ def main() -> None:
             runs.append({**module.last_metrics, "seed": seed, "seconds": time.perf_counter() - t0})
             print(f"  {row} seed {seed}: MPJPE {runs[-1]['MPJPE']:.1f} mm, σ̂/|err| {runs[-1]['sigma_over_error']:.2f} "
                   f"({runs[-1]['seconds']:.0f}s)", flush=True)
-        mean, std = summarize(runs, METRICS)
-        rows.append({"row": row, "loss": loss, "runs": runs, "mean": mean, "std": std, "paper": paper})
-
-    source = "real (" + args.data_3d + ")" if args.data_3d else \
-        f"GENERATED ({args.train_poses} train / {args.test_poses} test poses)"
+            mean, std = summarize(runs, METRICS)
+            partial = {"row": row, "loss": loss, "runs": runs, "mean": mean, "std": std, "paper": paper}
+            write_json(out, {"data": source, "args": vars(args), "rows": [*rows, partial]})  # a kill loses one run
+        rows.append(partial)
     print(f"\nFC lifting on {source}, {args.epochs} epochs, batch 1024, Adam 1e-3 ×0.95/epoch, "
           f"seeds {args.seeds} (mean ± std)")
     print(f"{'row':>13} {'MPJPE':>12} {'PA-MPJPE':>12} {'σ̂':>6} {'|err|':>6} {'paper MPJPE':>12} {'paper PA':>9}")
@@ -93,9 +94,7 @@ def main() -> None:
         print(f"{r['row']:>13} {m['MPJPE']:6.1f} ± {s['MPJPE']:3.1f} {m['PA-MPJPE']:6.1f} ± {s['PA-MPJPE']:3.1f} "
               f"{m['sigma_mean']:6.3f} {m['abs_error_mean']:6.3f} {p['MPJPE']:12.1f} {p['PA-MPJPE']:9.1f}")
     print("(mm; σ̂ and |err| in target std units; paper: real Human3.6M, 80 epochs — for reference only)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"data": source, "args": vars(args), "rows": rows}, indent=2))
+    write_json(out, {"data": source, "args": vars(args), "rows": rows})
     print(f"written to {out}")
 
 

@@ -14,12 +14,11 @@ JSON: one row per loss with every run, and ``mean`` / ``std`` of each metric ove
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
 
-from common import sigma_vs_error, summarize
+from common import sigma_vs_error, summarize, write_json
 from rlepose.demo import demo_config, render_data
 from rlepose.training.run import heldout_predictions, train
 
@@ -66,6 +65,7 @@ def main() -> None:
     render_data(out_dir, args.train_images, args.val_images, seed=0)  # one dataset for every row and seed
 
     results = []
+    out = Path(args.out)
     for row in args.rows.split(","):
         loss, paper_ap, paper_corr = ROWS[row]
         runs = []
@@ -78,9 +78,11 @@ def main() -> None:
             calib = f" σ̂/|err| {runs[-1]['sigma_over_error']:.2f}" if "sigma_over_error" in runs[-1] else ""
             print(f"  {row} seed {seed}: AP {runs[-1]['AP']:.3f} corr {runs[-1]['conf_oks_pearson']:.3f}{calib} "
                   f"({runs[-1]['seconds']:.0f}s)", flush=True)
-        mean, std = summarize(runs, METRICS)
-        results.append({"row": row, "loss": loss, "runs": runs, "mean": mean, "std": std,
-                        "paper_AP": paper_ap, "paper_corr": paper_corr})
+            mean, std = summarize(runs, METRICS)
+            partial = {"row": row, "loss": loss, "runs": runs, "mean": mean, "std": std,
+                       "paper_AP": paper_ap, "paper_corr": paper_corr}
+            write_json(out, {"args": vars(args), "rows": [*results, partial]})  # a kill loses one run at most
+        results.append(partial)
 
     print(f"\nEmbedded synthetic dataset ({args.train_images} train / {args.val_images} held-out images), "
           f"ResNet-18 96×72 from scratch, {args.epochs} epochs, seeds {args.seeds} (mean ± std)")
@@ -91,9 +93,7 @@ def main() -> None:
         ratio = f"{m['sigma_over_error']:9.2f}" if "sigma_over_error" in m else f"{'—':>9}"
         print(f"{r['row']:>13} {100 * m['AP']:5.1f} ± {100 * s['AP']:3.1f} {100 * m['AP50']:6.1f} {100 * m['AP75']:6.1f} "
               f"{m['conf_oks_pearson']:6.3f}±{s['conf_oks_pearson']:.3f} {ratio} {r['paper_AP']:9.1f} {corr:>11}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "rows": results}, indent=2))
+    write_json(out, {"args": vars(args), "rows": results})
     print(f"written to {out}")
 
 
