@@ -32,6 +32,12 @@ def summarize(runs: list[dict], metrics: tuple[str, ...]) -> tuple[dict, dict]:
     return mean, std
 
 
+def row_record(row: str, loss: dict, runs: list[dict], metrics: tuple[str, ...], **extra) -> dict:
+    """One benchmark row as the JSON keeps it: every run, and mean/std of each metric."""
+    mean, std = summarize(runs, metrics)
+    return {"row": row, "loss": loss, "runs": runs, "mean": mean, "std": std, **extra}
+
+
 def write_json(path: Path, data: dict) -> None:
     """Write through a temporary file and rename: the JSON on disk is always whole."""
     path.parent.mkdir(parents=True, exist_ok=True)

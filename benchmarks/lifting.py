@@ -20,7 +20,7 @@ import logging
 import time
 from pathlib import Path
 
-from common import summarize, write_json
+from common import row_record, write_json
 from rlepose.training.config import config_from_dict
 from rlepose.training.run import train
 
@@ -81,8 +81,7 @@ def main() -> None:
             runs.append({**module.last_metrics, "seed": seed, "seconds": time.perf_counter() - t0})
             print(f"  {row} seed {seed}: MPJPE {runs[-1]['MPJPE']:.1f} mm, σ̂/|err| {runs[-1]['sigma_over_error']:.2f} "
                   f"({runs[-1]['seconds']:.0f}s)", flush=True)
-            mean, std = summarize(runs, METRICS)
-            partial = {"row": row, "loss": loss, "runs": runs, "mean": mean, "std": std, "paper": paper}
+            partial = row_record(row, loss, runs, METRICS, paper=paper)
             write_json(out, {"data": source, "args": vars(args), "rows": [*rows, partial]})  # a kill loses one run
         rows.append(partial)
     print(f"\nFC lifting on {source}, {args.epochs} epochs, batch 1024, Adam 1e-3 ×0.95/epoch, "

@@ -18,7 +18,7 @@ import logging
 import time
 from pathlib import Path
 
-from common import sigma_vs_error, summarize, write_json
+from common import row_record, sigma_vs_error, write_json
 from rlepose.demo import demo_config, render_data
 from rlepose.training.run import heldout_predictions, train
 
@@ -78,9 +78,7 @@ def main() -> None:
             calib = f" σ̂/|err| {runs[-1]['sigma_over_error']:.2f}" if "sigma_over_error" in runs[-1] else ""
             print(f"  {row} seed {seed}: AP {runs[-1]['AP']:.3f} corr {runs[-1]['conf_oks_pearson']:.3f}{calib} "
                   f"({runs[-1]['seconds']:.0f}s)", flush=True)
-            mean, std = summarize(runs, METRICS)
-            partial = {"row": row, "loss": loss, "runs": runs, "mean": mean, "std": std,
-                       "paper_AP": paper_ap, "paper_corr": paper_corr}
+            partial = row_record(row, loss, runs, METRICS, paper_AP=paper_ap, paper_corr=paper_corr)
             write_json(out, {"args": vars(args), "rows": [*results, partial]})  # a kill loses one run at most
         results.append(partial)
 
