@@ -77,8 +77,8 @@ def test_onnx_runtime_matches_pytorch(tmp_path, head, fixtures):
         assert torch.allclose(kp, kp_t, atol=1e-4) and torch.allclose(conf, conf_t, atol=1e-4)
     image = str(fixtures / "coco/000000000785.jpg")
     boxes = [[280.79, 44.73, 218.7, 346.68]]
-    a = PosePredictor.from_checkpoint(ckpt).predict(image, boxes)[0]
-    b = PosePredictor.from_checkpoint(ckpt, backend="onnxruntime").predict(image, boxes)[0]
+    a = PosePredictor.from_checkpoint(ckpt, backend="torch").predict(image, boxes)[0]
+    b = PosePredictor.from_checkpoint(ckpt, backend="onnxruntime", onnx_path=onnx_path).predict(image, boxes)[0]
     assert np.abs(a["keypoints"] - b["keypoints"]).max() < 0.05  # pixels
     assert np.abs(a["joint_confidence"] - b["joint_confidence"]).max() < 1e-4
 

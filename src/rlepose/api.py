@@ -4,61 +4,149 @@
     predictor = PosePredictor.from_checkpoint("runs/coco_res50_rle/checkpoints/last.ckpt")
     people = predictor.predict("image.jpg", boxes=[[x, y, w, h]])   # or an RGB array; no boxes: whole image
     people[0]["keypoints"], people[0]["joint_confidence"], people[0]["score"]
+
+Backends (``backend=``): ``onnxruntime`` runs the exported inference graph (exported and cached
+beside the checkpoint on first use); ``torch`` runs the model eagerly with BatchNorm folded,
+channels-last memory and ``inference_mode`` (and ``autocast`` on a GPU when asked); ``auto``, the
+default, picks ``torch`` on a CUDA GPU, else ``onnxruntime`` when it is installed, else ``torch``.
 """
 from __future__ import annotations
 
+import importlib.util
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from rlepose.data.datasets import read_image
 from rlepose.data.keypoints import KeypointSpec
-from rlepose.data.transforms import TopDownTransform, TransformConfig
+from rlepose.data.transforms import crop_boxes, crops_to_tensor
 from rlepose.evaluation.coco import rescore
 from rlepose.inference import crop_to_image, merge_flip
 
+log = logging.getLogger(__name__)
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def choose_backend(backend: str = "auto", device: str | None = None) -> str:
+    """``auto`` → ``torch`` on a CUDA device (or when ``device`` names one), ``onnxruntime``
+    when it is installed, ``torch`` otherwise; any other name is checked and returned."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: one of {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    if (device or "").startswith("cuda") or (device is None and torch.cuda.is_available()):
+        return "torch"
+    return "onnxruntime" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+
+
+class TorchBackend:
+    """Eager PyTorch inference: (N, 3, H, W) normalized crops → (keypoints (N, K, D) normalized,
+    joint_confidence (N, K)) on the CPU.
+
+    The model is rewritten for inference by :func:`rlepose.models.optimize.optimize_for_inference`
+    (the one passed in is untouched). ``precision`` ``"fp16"``/``"bf16"`` runs under
+    ``torch.autocast`` (GPU; bf16 also on CPU); ``compile`` wraps it in ``torch.compile``.
+    """
+
+    def __init__(self, model, input_size: tuple[int, int], device: str | torch.device = "cpu",
+                 optimize: bool = True, precision: str = "fp32", compile: bool = False) -> None:
+        from rlepose.models.optimize import optimize_for_inference
+
+        if precision not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+        self.device = torch.device(device)
+        model = model.to(self.device).eval()
+        probe = torch.zeros(2, 3, *input_size, device=self.device)
+        self.channels_last = optimize
+        self.model = optimize_for_inference(model, probe) if optimize else model
+        self.precision = precision
+        self._forward = torch.compile(self.model.inference) if compile else self.model.inference
+
+    def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        images = images.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            out = self._forward(images)
+        return out["keypoints"].float().cpu(), out["joint_confidence"].float().cpu()
+
+
+def _checkpoint_stamp(path: Path) -> dict:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def cached_onnx(checkpoint: str | Path, onnx_path: str | Path | None = None, trust: bool = False) -> Path:
+    """The ONNX inference graph of ``checkpoint``: ``onnx_path`` (default: beside the checkpoint,
+    same name with ``.onnx``) when it was exported from this very file (size and modification
+    time recorded in its metadata), otherwise exported there now. A checkpoint in a folder that
+    cannot be written gets its graph under ``$RLEPOSE_HOME/onnx`` instead."""
+    from rlepose.export import read_onnx_metadata
+    from rlepose.predict import export_checkpoint
+
+    checkpoint = Path(checkpoint)
+    stamp = _checkpoint_stamp(checkpoint)
+    candidates = [Path(onnx_path)] if onnx_path else [checkpoint.with_suffix(".onnx")]
+    if not onnx_path:
+        from rlepose.hub import home
+
+        candidates.append(home() / "onnx" / f"{checkpoint.stem}-{stamp['size']}-{stamp['mtime_ns']}.onnx")
+    for path in candidates:
+        if path.is_file() and read_onnx_metadata(path).get("source") == stamp:
+            return path
+    for path in candidates:
+        try:
+            return export_checkpoint(checkpoint, path, trust=trust, extra_metadata={"source": stamp})
+        except PermissionError:
+            continue
+    raise PermissionError(f"cannot write the ONNX graph of {checkpoint} to any of {[str(c) for c in candidates]}")
+
 
 class PosePredictor:
-    """Top-down inference on whole images: crop each box, run the model (PyTorch or ONNX
-    Runtime), flip test, map back to image pixels, score each person as in evaluation."""
+    """Top-down inference on whole images: crop each box, run the model with the flip test in
+    the same batch, map back to image pixels, score each person as in evaluation."""
 
     def __init__(self, backend, spec: KeypointSpec, input_size: tuple[int, int], flip_test: bool = True,
-                 batch_size: int = 32) -> None:
+                 batch_size: int = 32, backend_name: str = "custom") -> None:
         self.backend, self.spec, self.input_size = backend, spec, tuple(input_size)
+        self.backend_name = backend_name
         self.flip_test = flip_test and bool(spec.flip_pairs)
         self.batch_size = batch_size
-        self.transform = TopDownTransform(TransformConfig(input_size=self.input_size), spec, train=False)
+        self._perm = spec.flip_permutation()
 
     @classmethod
-    def from_pretrained(cls, name: str, flip_test: bool = True) -> "PosePredictor":
+    def from_pretrained(cls, name: str, flip_test: bool = True, backend: str = "auto") -> "PosePredictor":
         """A published model by name (``rlepose models`` lists them), downloaded, checked and
         converted on first use and cached under ``$RLEPOSE_HOME`` (see :mod:`rlepose.hub`)."""
         from rlepose.hub import pretrained_checkpoint
 
-        return cls.from_checkpoint(pretrained_checkpoint(name), flip_test=flip_test)
+        return cls.from_checkpoint(pretrained_checkpoint(name), flip_test=flip_test, backend=backend)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, flip_test: bool = True, backend: str = "torch",
-                        onnx_path: str | Path | None = None, trust: bool = False) -> "PosePredictor":
-        """From a training checkpoint (``backend="torch"``), or its exported ONNX model
-        (``backend="onnxruntime"``, ``onnx_path`` defaulting to the checkpoint with .onnx).
-        The checkpoint runs no code when read unless ``trust`` (see ``read_checkpoint``)."""
-        if backend == "onnxruntime":
-            return cls.from_onnx(onnx_path or Path(path).with_suffix(".onnx"), flip_test)
+    def from_checkpoint(cls, path: str | Path, flip_test: bool = True, backend: str = "auto",
+                        onnx_path: str | Path | None = None, trust: bool = False, device: str | None = None,
+                        precision: str = "fp32", optimize: bool = True) -> "PosePredictor":
+        """From a training checkpoint. ``backend``: see the module docstring; with
+        ``onnxruntime`` the graph is ``onnx_path`` or exported beside the checkpoint on first use
+        (:func:`cached_onnx`). ``device``, ``precision``, ``optimize``: the ``torch`` backend's
+        (see :class:`TorchBackend`). The checkpoint runs no code when read unless ``trust``
+        (see ``read_checkpoint``)."""
+        name = choose_backend(backend, device)
+        if name == "onnxruntime":
+            return cls.from_onnx(cached_onnx(path, onnx_path, trust=trust), flip_test)
         from rlepose.training.run import keypoint_spec, load_module
 
         module = load_module(path, trust=trust)
         if module.cfg.task != "topdown":
             raise ValueError("PosePredictor works with top-down image models, not lifting checkpoints")
-        model = module.model.eval()
-
-        @torch.no_grad()
-        def run(images):
-            out = model.inference(images)
-            return out["keypoints"], out["joint_confidence"]
-
-        return cls(run, keypoint_spec(module.cfg), module.cfg.transform.input_size, flip_test)
+        input_size = tuple(module.cfg.transform.input_size)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        runner = TorchBackend(module.model, input_size, device=device, optimize=optimize, precision=precision)
+        return cls(runner, keypoint_spec(module.cfg), input_size, flip_test, backend_name="torch")
 
     @classmethod
     def from_onnx(cls, path: str | Path, flip_test: bool = True) -> "PosePredictor":
@@ -66,7 +154,58 @@ class PosePredictor:
 
         backend = OnnxBackend(path)
         meta = backend.metadata
-        return cls(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"], flip_test)
+        return cls(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"], flip_test,
+                   backend_name="onnxruntime")
+
+    def describe(self) -> str:
+        """One line saying what runs, e.g. for the CLI."""
+        where = getattr(self.backend, "device", None)
+        return f"backend {self.backend_name}" + (f" on {where}" if where is not None else "") + \
+            f", input {self.input_size[1]}×{self.input_size[0]}, flip test {'on' if self.flip_test else 'off'}"
+
+    def _run(self, images: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Crops (N, 3, H, W) → keypoints (N, K, D), joint confidences (N, K); with the flip
+        test the mirrored crops go through in the same batch as the originals."""
+        kps, confs = [], []
+        step = max(1, self.batch_size // 2) if self.flip_test else self.batch_size
+        for i in range(0, len(images), step):
+            chunk = images[i : i + step]
+            if self.flip_test:
+                kp, conf = self.backend(torch.cat([chunk, chunk.flip(-1)]))
+                n = len(chunk)
+                kp, conf = merge_flip(kp[:n], conf[:n], kp[n:], conf[n:], self._perm, chunk.shape[-1])
+            else:
+                kp, conf = self.backend(chunk)
+            kps.append(kp.float().numpy())
+            confs.append(conf.float().numpy())
+        return np.concatenate(kps), np.concatenate(confs)
+
+    def predict_many(self, images: list[np.ndarray], boxes: list, box_scores: list | None = None) -> list[list[dict]]:
+        """Several images (e.g. video frames) at once, their crops batched together;
+        ``boxes[i]`` and ``box_scores[i]`` as in :meth:`predict`. Returns one list per image."""
+        box_scores = box_scores if box_scores is not None else [None] * len(images)
+        crops, matrices, owners, all_boxes, all_scores = [], [], [], [], []
+        for i, (image, b, s) in enumerate(zip(images, boxes, box_scores)):
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+            h, w = image.shape[:2]
+            b = np.array([[0.0, 0.0, w, h]]) if b is None or len(b) == 0 else np.asarray(b, float)
+            if b.ndim != 2 or b.shape[1] != 4 or (b[:, 2:] <= 0).any() or not np.isfinite(b).all():
+                raise ValueError(f"boxes must be (M, 4) as (x, y, w, h) with positive sizes, got {b.tolist()}")
+            c, m = crop_boxes(image, b, self.input_size)
+            crops.append(c)
+            matrices.append(m)
+            owners += [i] * len(b)
+            all_boxes.append(b)
+            all_scores.append(np.ones(len(b)) if s is None else np.asarray(s, float))
+        kps, joint_conf = self._run(crops_to_tensor(np.concatenate(crops)))
+        keypoints = crop_to_image(kps, np.concatenate(matrices), self.input_size)
+        out: list[list[dict]] = [[] for _ in images]
+        for owner, box, kp, c, s in zip(owners, np.concatenate(all_boxes), keypoints, joint_conf,
+                                        np.concatenate(all_scores)):
+            out[owner].append({"bbox": box.tolist(), "keypoints": kp, "joint_confidence": c,
+                               "score": rescore(c, s), "box_score": float(s)})
+        return out
 
     def predict(self, image: np.ndarray | str | Path, boxes=None, box_scores=None) -> list[dict]:
         """Persons in ``image`` (an RGB uint8 array or a path). ``boxes`` (M, 4) as (x, y, w, h)
@@ -75,26 +214,4 @@ class PosePredictor:
         confidence above 0.2), ``box_score``."""
         if not isinstance(image, np.ndarray):
             image = read_image(Path(image))
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
-        h, w = image.shape[:2]
-        boxes = np.array([[0.0, 0.0, w, h]]) if boxes is None or len(boxes) == 0 else np.asarray(boxes, float)
-        if boxes.ndim != 2 or boxes.shape[1] != 4 or (boxes[:, 2:] <= 0).any():
-            raise ValueError(f"boxes must be (M, 4) as (x, y, w, h) with positive sizes, got {boxes.tolist()}")
-        scores = np.ones(len(boxes)) if box_scores is None else np.asarray(box_scores, float)
-        samples = [self.transform(image, box) for box in boxes]
-        images = torch.stack([s["image"] for s in samples])
-        matrices = np.stack([s["matrix"].numpy() for s in samples])
-        kps, confs = [], []
-        for i in range(0, len(images), self.batch_size):
-            chunk = images[i : i + self.batch_size]
-            kp, conf = self.backend(chunk)
-            if self.flip_test:
-                kp_f, conf_f = self.backend(chunk.flip(-1))
-                kp, conf = merge_flip(kp, conf, kp_f, conf_f, self.spec.flip_permutation(), chunk.shape[-1])
-            kps.append(kp.float().numpy())
-            confs.append(conf.float().numpy())
-        keypoints = crop_to_image(np.concatenate(kps), matrices, self.input_size)
-        joint_conf = np.concatenate(confs)
-        return [{"bbox": box.tolist(), "keypoints": kp, "joint_confidence": c, "score": rescore(c, s), "box_score": float(s)}
-                for box, kp, c, s in zip(boxes, keypoints, joint_conf, scores)]
+        return self.predict_many([image], [boxes], [box_scores])[0]

@@ -153,6 +153,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                             box_score_threshold=args.box_score_threshold, render_dir=args.render,
                             backend=args.backend, onnx_path=args.onnx, flip_test=not args.no_flip,
                             trust=args.trust_checkpoint)
+    print(f"ran with {summary['backend']}")
     print(f"{summary['persons']} persons in {summary['images']} images → {args.out}"
           + (f"; drawings in {args.render}" if args.render else ""))
     for failure in summary["failed"]:
@@ -220,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--box-score-threshold", type=float, default=0.0)
     pr.add_argument("--out", default="predictions.json", help="COCO-format results JSON")
     pr.add_argument("--render", help="folder for images with drawn skeletons")
-    pr.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
-    pr.add_argument("--onnx", help="ONNX model for --backend onnxruntime (default: checkpoint with .onnx)")
+    pr.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
+                    help="auto (default): torch on a CUDA GPU, else ONNX Runtime when installed, else torch")
+    pr.add_argument("--onnx", help="ONNX graph for onnxruntime (default: beside the checkpoint, exported on first use)")
     pr.add_argument("--no-flip", action="store_true", help="skip the flip test")
     pr.add_argument("--trust-checkpoint", action="store_true",
                     help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")

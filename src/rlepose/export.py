@@ -54,6 +54,18 @@ def export_onnx(model: TopDownPoseModel, path: str | Path, input_size: tuple[int
     return path
 
 
+def read_onnx_metadata(path: str | Path) -> dict:
+    """The ``rlepose`` metadata of an exported model ({} when it has none or is unreadable)."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # a truncated or foreign file is simply not a usable cache entry
+        return {}
+    meta = {p.key: p.value for p in proto.metadata_props}
+    return json.loads(meta["rlepose"]) if "rlepose" in meta else {}
+
+
 class OnnxBackend:
     """ONNX Runtime session with the same call as the PyTorch path: (N, 3, H, W) float32 →
     (keypoints, joint_confidence) as tensors."""
@@ -71,5 +83,6 @@ class OnnxBackend:
         self.metadata = json.loads(meta["rlepose"])
 
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        kp, conf = self.session.run(None, {"images": images.detach().cpu().numpy().astype(np.float32)})
+        x = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+        kp, conf = self.session.run(None, {"images": x})
         return torch.from_numpy(kp), torch.from_numpy(conf)

@@ -56,10 +56,11 @@ def load_boxes(path: str | Path, images: list[Path], threshold: float = 0.0) -> 
 
 
 def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: str | Path, boxes_file=None,
-                  box_score_threshold: float = 0.0, render_dir=None, backend: str = "torch", onnx_path=None,
+                  box_score_threshold: float = 0.0, render_dir=None, backend: str = "auto", onnx_path=None,
                   flip_test: bool = True, trust: bool = False) -> dict:
     """Predict on every image; results are written after each image, so a failure later never
-    loses what was computed. Unreadable images are reported and skipped."""
+    loses what was computed. Unreadable images are reported and skipped. ``backend``: auto,
+    torch or onnxruntime (see :mod:`rlepose.api`); the summary names the one that ran."""
     from rlepose.api import PosePredictor
     from rlepose.visualize import draw_poses
 
@@ -97,11 +98,13 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: st
         tmp.replace(out_file)  # atomic: the file always holds every finished image
     if not done:
         out_file.write_text(json.dumps(results))
-    return {"images": done, "persons": len(results), "failed": failed}
+    return {"images": done, "persons": len(results), "failed": failed, "backend": predictor.describe()}
 
 
-def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, trust: bool = False) -> Path:
-    """``rlepose export``: a checkpoint's inference graph to ONNX with the predictor's metadata."""
+def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, trust: bool = False,
+                      extra_metadata: dict | None = None) -> Path:
+    """``rlepose export``: a checkpoint's inference graph to ONNX with the predictor's metadata
+    (and ``extra_metadata``), written to a temporary name and renamed."""
     from dataclasses import asdict
 
     from rlepose.export import export_onnx
@@ -111,6 +114,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, tru
     if module.cfg.task != "topdown":
         raise ValueError("export supports top-down image models")
     meta = {"input_size": list(module.cfg.transform.input_size), "keypoints": asdict(keypoint_spec(module.cfg)),
-            "config": module.hparams["config"]}
+            "config": module.hparams["config"], **(extra_metadata or {})}
     out = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
-    return export_onnx(module.model.eval(), out, tuple(module.cfg.transform.input_size), meta)
+    tmp = out.with_name(out.name + ".part")
+    export_onnx(module.model.eval(), tmp, tuple(module.cfg.transform.input_size), meta)
+    tmp.replace(out)
+    return out

@@ -132,6 +132,39 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
+_MEAN_255 = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255.0
+_STD_255 = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255.0
+
+
+def crop_boxes(image: np.ndarray, boxes: np.ndarray, input_size: tuple[int, int],
+               padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+    """Inference crops of every box, as :class:`TopDownTransform` makes them without augmentation.
+
+    Args:
+        image: RGB uint8 (H, W, 3).
+        boxes: (M, 4) as (x, y, w, h) pixels.
+        input_size: (H, W) of the crops.
+    Returns:
+        crops uint8 (M, H, W, 3) and matrices (M, 2, 3) float64 (image → crop pixels).
+    """
+    out_h, out_w = input_size
+    crops = np.empty((len(boxes), out_h, out_w, 3), np.uint8)
+    matrices = np.empty((len(boxes), 2, 3))
+    for i, box in enumerate(np.asarray(boxes, float)):
+        center, size = box_to_center_size(box, out_w / out_h, padding)
+        matrices[i] = affine_matrix(center, size, 0.0, input_size)
+        cv2.warpAffine(image, matrices[i], (out_w, out_h), dst=crops[i], flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    return crops, matrices
+
+
+def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (N, H, W, 3) → float (N, 3, H, W), ImageNet mean/std normalized as
+    :func:`to_tensor`, in one operation for the whole batch (channels-last in memory)."""
+    x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+    return (x - _MEAN_255) / _STD_255
+
+
 class TopDownTransform:
     """Callable: (image RGB uint8, box, keypoints, visibility) → network sample.
 

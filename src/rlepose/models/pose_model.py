@@ -22,6 +22,7 @@ class ModelConfig:
     dim: int = 2
     depth_bins: int = 64
     coord_norm: bool = False  # regression head: the official code's feature-normalized µ̂ layer
+    deconv_channels: int = 256  # integral and heatmap heads on stride-32 backbones (SimpleBaseline: 256)
 
 
 class TopDownPoseModel(nn.Module):
@@ -80,11 +81,12 @@ def build_pose_model(cfg: ModelConfig = ModelConfig()) -> TopDownPoseModel:
     if cfg.head == "regression":
         head = RegressionHead(c, cfg.num_joints, cfg.dim, coord_norm=cfg.coord_norm)
     elif cfg.head == "integral":
-        head = IntegralHead(c, cfg.num_joints, cfg.dim, num_deconv=3 if stride32 else 0, depth_bins=cfg.depth_bins)
+        head = IntegralHead(c, cfg.num_joints, cfg.dim, num_deconv=3 if stride32 else 0,
+                            deconv_channels=cfg.deconv_channels, depth_bins=cfg.depth_bins)
     elif cfg.head == "heatmap":
         if cfg.dim != 2:
             raise ValueError("the heatmap head is 2-D; use head='integral' with dim=3 for 3-D heatmaps")
-        head = HeatmapHead(c, cfg.num_joints, num_deconv=3 if stride32 else 0)
+        head = HeatmapHead(c, cfg.num_joints, num_deconv=3 if stride32 else 0, channels=cfg.deconv_channels)
     else:
         raise ValueError(f"unknown head {cfg.head!r}: regression, integral or heatmap")
     return TopDownPoseModel(backbone, head)

@@ -123,6 +123,7 @@ def _trainer(cfg: ExperimentConfig, out_dir: Path, monitor: str | None, mode: st
                                      every_n_train_steps=tc.checkpoint_every_steps,
                                      save_on_train_epoch_end=tc.checkpoint_every_steps is None,
                                      enable_version_counter=False))
+    callbacks += kwargs.pop("callbacks", [])  # the caller's callbacks come on top of ours
     loggers = [CSVLogger(out_dir, name="csv", version="")]
     try:
         loggers.append(TensorBoardLogger(out_dir, name="tensorboard", version=""))
