@@ -1,13 +1,22 @@
-"""CPU inference: ResNet-50 + regression head (RLE's model) vs. ResNet-50 SimpleBaseline heatmaps.
+"""CPU inference: ResNet-50 + regression head (RLE's model) vs. ResNet-50 SimpleBaseline heatmaps,
+each on three backends, and the predictor end to end, all in one run on one machine.
 
     python benchmarks/inference_speed.py [--repeats 20] [--batch 32] [--out benchmarks/results/inference_speed.json]
 
-Latency at batch 1 and throughput at batch ``--batch``, decoding to keypoints included
-(regression: µ̂ and 1 − σ̂; heatmaps: argmax with the quarter-pixel shift). Medians over
-repeats after warm-up; compare the ratio, which is measured in one run on one machine.
-Also prints parameters and multiply-adds like the paper's Table 5 (deconvolutions counted
-per output pixel as the paper does; see rlepose.models.complexity), and the exported ONNX
-inference graph of each model under ONNX Runtime (CPU) against eager PyTorch.
+* Network: latency at batch 1 and throughput at batch ``--batch``, decoding to keypoints
+  included (regression: µ̂ and 1 − σ̂; heatmaps: argmax with the quarter-pixel shift), for
+  plain eager PyTorch (``model.inference`` under ``no_grad``: the path before optimization),
+  the optimized eager path (BatchNorm folded, channels-last, ``inference_mode``:
+  ``rlepose.api.TorchBackend``) and the exported graph under ONNX Runtime. Each throughput is
+  also given as a fraction of this machine's fp32 matrix-multiply peak, measured in the same run
+  (2 × multiply-adds × images/s ÷ peak FLOP/s).
+* Predictor end to end on a 640×480 image with 1 and 32 person boxes, flip test on: the
+  previous predictor (per-box transform, original and flipped crops in two separate runs,
+  plain eager model) against today's ``PosePredictor`` on each backend.
+* The paper's Table 5: parameters and multiply-adds (deconvolutions counted per output pixel as
+  the paper does; see rlepose.models.complexity).
+
+Medians over repeats after warm-up; compare ratios, which are measured in one run.
 """
 from __future__ import annotations
 
@@ -18,13 +27,25 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from rlepose.api import PosePredictor, TorchBackend
+from rlepose.data.keypoints import COCO_KEYPOINTS
+from rlepose.data.transforms import TopDownTransform, TransformConfig
 from rlepose.export import InferenceGraph, OnnxBackend, export_onnx
+from rlepose.inference import crop_to_image, predict_crops
 from rlepose.models import ModelConfig, build_pose_model, complexity
 
 PAPER_TABLE5 = {"regression": {"params": 23.6e6, "gflops": 4.0, "head_gflops": 0.0002},
                 "heatmap": {"params": 34.0e6, "gflops": 9.7, "head_gflops": 5.7}}
+# MMPose 1.3.2 `inference_topdown` (td-reg_res50_rle-8xb64-210e_coco-256x192, flip test, 2 threads)
+# against the previous PosePredictor, run back to back on the development machine (issue
+# "Fast inference by default"): 32 people 7.9 against 7.1 people/s, 1 person 101 against 94 ms.
+# MMPose cannot be installed here, so its speed is carried over as this ratio to the previous
+# predictor, which this script measures.
+MMPOSE_OVER_PREVIOUS = {"people_s_32": 7.9 / 7.1, "latency_ms_1": 101.0 / 94.0}
+INPUT = (256, 192)
 
 
 def median_time(fn, repeats: int, warmup: int = 2) -> float:
@@ -38,6 +59,88 @@ def median_time(fn, repeats: int, warmup: int = 2) -> float:
     return statistics.median(samples)
 
 
+def matmul_peak(repeats: int, n: int = 1536) -> float:
+    """This machine's fp32 matrix-multiply rate in FLOP/s (square n×n products, all threads)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n ** 3 / median_time(lambda: torch.mm(a, b), max(5, repeats), warmup=3)
+
+
+def previous_predictor(model, spec=COCO_KEYPOINTS):
+    """The predictor as it was: one transform call per box, the flipped crops in a second run."""
+    transform = TopDownTransform(TransformConfig(input_size=INPUT), spec, train=False)
+    perm = spec.flip_permutation()
+
+    def predict(image, boxes):
+        samples = [transform(image, box) for box in boxes]
+        images = torch.stack([s["image"] for s in samples])
+        out = predict_crops(model, images, perm)
+        return crop_to_image(out["keypoints"].numpy(), np.stack([s["matrix"].numpy() for s in samples]), INPUT)
+
+    return predict
+
+
+def network_rows(args, peak: float, tmp: Path) -> list[dict]:
+    rows = []
+    x1, xb = torch.randn(1, 3, *INPUT), torch.randn(args.batch, 3, *INPUT)
+    slow_repeats = max(3, args.repeats // 5)
+    for head in ("regression", "heatmap"):
+        torch.manual_seed(0)
+        model = build_pose_model(ModelConfig("resnet50", head)).eval()
+        cost = complexity(model, (1, 3, *INPUT), deconv="output")
+        fast = TorchBackend(model, INPUT)
+        ort = OnnxBackend(export_onnx(model, tmp / f"{head}.onnx", INPUT, {"benchmark": True}))
+        backends = {"eager (before)": lambda x: InferenceGraph(model)(x), "eager (optimized)": fast,
+                    "onnxruntime": ort}
+        with torch.no_grad():
+            ref = InferenceGraph(model)(xb[:4])[0]
+        for name, fn in backends.items():
+            with torch.no_grad():
+                latency = median_time(lambda: fn(x1), args.repeats)
+                batch_time = median_time(lambda: fn(xb), slow_repeats, warmup=1)
+                diff = (fn(xb[:4])[0] - ref).abs().max().item()
+            throughput = args.batch / batch_time
+            rows.append({"head": head, "backend": name, "params": cost.params, "gmacs": cost.macs / 1e9,
+                         "head_gmacs": cost.head_macs / 1e9, "latency_ms": 1e3 * latency,
+                         "throughput_img_s": throughput, "peak_fraction": 2 * cost.macs * throughput / peak,
+                         "max_abs_diff": diff, "paper": PAPER_TABLE5[head]})
+    return rows
+
+
+def predictor_rows(args, tmp: Path) -> list[dict]:
+    torch.manual_seed(0)
+    model = build_pose_model(ModelConfig("resnet50", "regression")).eval()
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    xy = rng.uniform([0, 0], [540, 280], (32, 2))
+    boxes32 = np.concatenate([xy, rng.uniform([40, 100], [100, 200], (32, 2))], 1)
+    ckpt = tmp / "reg.ckpt"
+    from rlepose.training.config import config_from_dict, config_to_dict
+
+    cfg = config_from_dict({"name": "bench", "model": {"backbone": "resnet50"}, "transform": {"input_size": list(INPUT)}})
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    from rlepose.training.module import PoseModule
+
+    module = PoseModule.from_config(cfg)
+    state.update({k: v for k, v in module.state_dict().items() if not k.startswith("model.")})
+    torch.save({"state_dict": state, "hyper_parameters": {"config": config_to_dict(cfg)}}, ckpt)
+    runs = {"previous predictor": previous_predictor(model),
+            "PosePredictor torch": PosePredictor.from_checkpoint(ckpt, backend="torch").predict,
+            "PosePredictor onnxruntime": PosePredictor.from_checkpoint(ckpt, backend="onnxruntime").predict}
+    rows = []
+    for name, fn in runs.items():
+        one = median_time(lambda: fn(image, boxes32[:1]), args.repeats)
+        many = median_time(lambda: fn(image, boxes32), max(3, args.repeats // 5), warmup=1)
+        rows.append({"predictor": name, "latency_ms_1": 1e3 * one, "people_s_32": 32 / many})
+    prev = rows[0]
+    mmpose = {"predictor": "MMPose inference_topdown (carried over)",
+              "latency_ms_1": prev["latency_ms_1"] * MMPOSE_OVER_PREVIOUS["latency_ms_1"],
+              "people_s_32": prev["people_s_32"] * MMPOSE_OVER_PREVIOUS["people_s_32"]}
+    for r in rows:
+        r["speedup_vs_mmpose_32"] = r["people_s_32"] / mmpose["people_s_32"]
+        r["speedup_vs_mmpose_1"] = mmpose["latency_ms_1"] / r["latency_ms_1"]
+    return rows + [mmpose]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
@@ -45,54 +148,54 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/inference_speed.json")
     args = parser.parse_args()
     torch.manual_seed(0)
+    peak = matmul_peak(args.repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = network_rows(args, peak, Path(tmp))
+        predictors = predictor_rows(args, Path(tmp))
 
-    rows = []
+    def row(head, backend):
+        return next(r for r in rows if r["head"] == head and r["backend"] == backend)
+
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    reg, hm = row("regression", backends[0]), row("heatmap", backends[0])
+    ratios = {"macs_heatmap_over_regression": hm["gmacs"] / reg["gmacs"],
+              "head_macs_heatmap_over_regression": hm["head_gmacs"] / reg["head_gmacs"]}
+    for b in backends:
+        ratios[f"throughput_regression_over_heatmap[{b}]"] = (row("regression", b)["throughput_img_s"]
+                                                              / row("heatmap", b)["throughput_img_s"])
     for head in ("regression", "heatmap"):
-        model = build_pose_model(ModelConfig("resnet50", head)).eval()
-        cost = complexity(model, (1, 3, 256, 192), deconv="output")
-        x1, xb = torch.randn(1, 3, 256, 192), torch.randn(args.batch, 3, 256, 192)
-        with torch.inference_mode():
-            latency = median_time(lambda: model.inference(x1), args.repeats)
-            batch_time = median_time(lambda: model.inference(xb), max(3, args.repeats // 5), warmup=1)
-        graph = InferenceGraph(model).eval()
-        with tempfile.TemporaryDirectory() as tmp:
-            ort = OnnxBackend(export_onnx(model, Path(tmp) / "m.onnx", (256, 192), {"benchmark": True}))
-            ort_latency = median_time(lambda: ort(x1), args.repeats)
-            ort_batch = median_time(lambda: ort(xb), max(3, args.repeats // 5), warmup=1)
-            with torch.inference_mode():
-                max_diff = (ort(xb[:4])[0] - graph(xb[:4])[0]).abs().max().item()
-        rows.append({"model": f"ResNet-50 {head}", "head": head, "params": cost.params, "gmacs": cost.macs / 1e9,
-                     "head_gmacs": cost.head_macs / 1e9, "latency_ms": 1e3 * latency,
-                     "throughput_img_s": args.batch / batch_time, "ort_latency_ms": 1e3 * ort_latency,
-                     "ort_throughput_img_s": args.batch / ort_batch, "ort_max_abs_diff": max_diff,
-                     "paper": PAPER_TABLE5[head]})
-    reg, hm = rows
-    ratios = {"latency_heatmap_over_regression": hm["latency_ms"] / reg["latency_ms"],
-              "throughput_regression_over_heatmap": reg["throughput_img_s"] / hm["throughput_img_s"]}
+        ratios[f"optimized_over_before_b{args.batch}[{head}]"] = (row(head, "eager (optimized)")["throughput_img_s"]
+                                                                 / row(head, "eager (before)")["throughput_img_s"])
+        ratios[f"optimized_over_onnxruntime_b{args.batch}[{head}]"] = (
+            row(head, "eager (optimized)")["throughput_img_s"] / row(head, "onnxruntime")["throughput_img_s"])
 
-    print(f"ResNet-50 at 256×192 on CPU ({torch.get_num_threads()} threads), decoding included")
-    print(f"{'model':>22} {'params':>8} {'GMACs':>6} {'head GMACs':>11} {'paper':>14} "
-          f"{'lat. b=1':>9} {f'img/s b={args.batch}':>11}")
+    print(f"ResNet-50 at 256×192 on CPU ({torch.get_num_threads()} threads), decoding included; "
+          f"fp32 matmul peak measured now: {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'head':>10} {'backend':>18} {'params':>7} {'GMACs':>6} {'lat. b=1':>9} "
+          f"{f'img/s b={args.batch}':>11} {'of peak':>8} {'max |Δ|':>8}")
     for r in rows:
-        p = r["paper"]
-        print(f"{r['model']:>22} {r['params'] / 1e6:7.1f}M {r['gmacs']:6.2f} {r['head_gmacs']:11.6f} "
-              f"{p['params'] / 1e6:5.1f}M/{p['gflops']:4.1f}G {r['latency_ms']:7.1f}ms {r['throughput_img_s']:11.1f}")
-    print(f"heatmap/regression latency: {ratios['latency_heatmap_over_regression']:.2f}×; "
-          f"regression/heatmap throughput: {ratios['throughput_regression_over_heatmap']:.2f}×; "
-          f"head MACs ratio: 1/{hm['head_gmacs'] / reg['head_gmacs']:.0f} (paper 1/28500)")
-    print(f"\nONNX Runtime vs eager PyTorch (same machine, same run)")
-    print(f"{'model':>22} {'ORT b=1':>9} {'torch b=1':>10} {'ratio':>6} {f'ORT img/s':>9} {'torch img/s':>11} {'ratio':>6} {'max |Δ|':>8}")
-    for r in rows:
-        ratios[f"ort_speedup_b1_{r['head']}"] = r["latency_ms"] / r["ort_latency_ms"]
-        ratios[f"ort_speedup_b{args.batch}_{r['head']}"] = r["ort_throughput_img_s"] / r["throughput_img_s"]
-        print(f"{r['model']:>22} {r['ort_latency_ms']:7.1f}ms {r['latency_ms']:8.1f}ms "
-              f"{r['latency_ms'] / r['ort_latency_ms']:5.2f}× {r['ort_throughput_img_s']:9.1f} "
-              f"{r['throughput_img_s']:11.1f} {r['ort_throughput_img_s'] / r['throughput_img_s']:5.2f}× "
-              f"{r['ort_max_abs_diff']:8.1e}")
+        print(f"{r['head']:>10} {r['backend']:>18} {r['params'] / 1e6:6.1f}M {r['gmacs']:6.2f} "
+              f"{r['latency_ms']:7.1f}ms {r['throughput_img_s']:11.1f} {100 * r['peak_fraction']:7.0f}% "
+              f"{r['max_abs_diff']:8.1e}")
+    print(f"multiply-adds heatmap/regression: {ratios['macs_heatmap_over_regression']:.2f}× "
+          f"(heads alone: {ratios['head_macs_heatmap_over_regression']:.0f}×, paper 28500×); "
+          "throughput regression/heatmap: "
+          + ", ".join(f"{b} {ratios[f'throughput_regression_over_heatmap[{b}]']:.2f}×" for b in backends))
+    print("optimized eager vs before / vs ONNX Runtime at batch "
+          f"{args.batch}: " + ", ".join(
+              f"{h} {ratios[f'optimized_over_before_b{args.batch}[{h}]']:.2f}× / "
+              f"{100 * ratios[f'optimized_over_onnxruntime_b{args.batch}[{h}]']:.0f}%" for h in ("regression", "heatmap")))
+    print(f"\nPredictor end to end, 640×480 image, ResNet-50 regression, flip test on")
+    print(f"{'predictor':>40} {'1 person':>10} {'32 people':>12} {'vs MMPose 1 / 32':>17}")
+    for r in predictors:
+        vs = (f"{r['speedup_vs_mmpose_1']:.2f}× / {r['speedup_vs_mmpose_32']:.2f}×"
+              if "speedup_vs_mmpose_1" in r else "1 / 1")
+        print(f"{r['predictor']:>40} {r['latency_ms_1']:8.1f}ms {r['people_s_32']:8.1f} p/s {vs:>17}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threads": torch.get_num_threads(), "batch": args.batch, "rows": rows,
-                               "ratios": ratios}, indent=2))
+    out.write_text(json.dumps({"threads": torch.get_num_threads(), "batch": args.batch,
+                               "matmul_peak_gflops": peak / 1e9, "rows": rows, "predictors": predictors,
+                               "mmpose_over_previous": MMPOSE_OVER_PREVIOUS, "ratios": ratios}, indent=2))
     print(f"written to {out}")
 
 

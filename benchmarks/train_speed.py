@@ -1,5 +1,7 @@
-"""Training throughput: RLE vs L1 (the flow's overhead; the paper calls it negligible) and the
-data pipeline alone, as ratios measured in one run on one machine.
+"""Training throughput: RLE vs L1 (the flow's overhead; the paper calls it negligible), the
+channels-last memory format against the default, and whether the data pipeline holds training
+back (the pipeline alone, and training fed live by the loader at the default worker count
+against training on pre-loaded batches), as ratios measured in one run on one machine.
 
     python benchmarks/train_speed.py [--backbone resnet18] [--input 128 96] [--steps 20] [--batch 32]
 
@@ -42,17 +44,24 @@ def time_pipeline(dl: DataLoader, steps: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def time_training(dl: DataLoader, loss_name: str, backbone: str, steps: int) -> float:
+def time_training(dl: DataLoader, loss_name: str, backbone: str, steps: int, channels_last: bool = False,
+                  live: bool = False) -> float:
+    """Images/s of Adam steps; ``live``: batches come from the loader as training runs (its
+    workers share the CPU with training), otherwise they are loaded first."""
     torch.manual_seed(0)
     model = build_pose_model(ModelConfig(backbone, "regression")).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     loss = build_loss(loss_name, dim=2)
     opt = torch.optim.Adam([*model.parameters(), *loss.parameters()], lr=1e-3)
-    batches = [b for _, b in zip(range(steps + 2), dl)]  # pre-loaded: time the step, not the loader
+    # pre-loaded: time the step, not the loader
+    batches = (b for _, b in zip(range(steps + 2), dl)) if live else [b for _, b in zip(range(steps + 2), dl)]
     n, t0 = 0, 0.0
     for i, b in enumerate(batches):
         if i == 2:
             t0 = time.perf_counter()
-        mu, sigma = model(b["image"])
+        images = b["image"].contiguous(memory_format=torch.channels_last) if channels_last else b["image"]
+        mu, sigma = model(images)
         value = loss(mu, sigma, b["target"], b["target_weight"])
         opt.zero_grad()
         value.backward()
@@ -77,17 +86,24 @@ def main() -> None:
     rows = {"pipeline": time_pipeline(dl, args.steps)}
     for name in ("l1", "rle"):
         rows[name] = time_training(dl, name, args.backbone, args.steps)
+    rows["rle_channels_last"] = time_training(dl, "rle", args.backbone, args.steps, channels_last=True)
+    rows["rle_live"] = time_training(dl, "rle", args.backbone, args.steps, live=True)
     ratio = rows["rle"] / rows["l1"]
+    ratios = {"rle_over_l1": ratio, "channels_last_over_default": rows["rle_channels_last"] / rows["rle"],
+              "live_over_preloaded": rows["rle_live"] / rows["rle"], "pipeline_over_training": rows["pipeline"] / rows["rle"]}
     print(f"{args.backbone} at {args.input[0]}×{args.input[1]}, batch {args.batch}, CPU {torch.get_num_threads()} threads")
     print(f"{'what':>22} {'images/s':>9}")
     print(f"{'data pipeline alone':>22} {rows['pipeline']:9.1f}")
     print(f"{'train step, L1':>22} {rows['l1']:9.1f}")
     print(f"{'train step, RLE':>22} {rows['rle']:9.1f}")
+    print(f"{'RLE, channels-last':>22} {rows['rle_channels_last']:9.1f}")
+    print(f"{'RLE, fed live':>22} {rows['rle_live']:9.1f}   ({args.workers} loader workers sharing the CPU)")
     print(f"RLE/L1 throughput: {ratio:.3f} (flow overhead {100 * (1 - ratio):.1f}%); "
-          f"pipeline/training: {rows['pipeline'] / rows['l1']:.1f}×")
+          f"pipeline/training: {ratios['pipeline_over_training']:.1f}×; channels-last/default: "
+          f"{ratios['channels_last_over_default']:.2f}×; live/pre-loaded: {ratios['live_over_preloaded']:.2f}×")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**vars(args), "images_per_s": rows, "rle_over_l1": ratio}, indent=2))
+    out.write_text(json.dumps({**vars(args), "images_per_s": rows, "rle_over_l1": ratio, "ratios": ratios}, indent=2))
     print(f"written to {out}")
 
 

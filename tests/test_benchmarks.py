@@ -28,8 +28,13 @@ def test_inference_speed_small(tmp_path):
     out = tmp_path / "inf.json"
     run_script("inference_speed.py", "--repeats", "2", "--batch", "2", "--out", str(out))
     data = json.loads(out.read_text())
-    assert [r["head"] for r in data["rows"]] == ["regression", "heatmap"]
-    assert data["ratios"]["latency_heatmap_over_regression"] > 0
+    assert {(r["head"], r["backend"]) for r in data["rows"]} == {
+        (h, b) for h in ("regression", "heatmap") for b in ("eager (before)", "eager (optimized)", "onnxruntime")}
+    assert all(r["max_abs_diff"] < 1e-3 for r in data["rows"])  # every backend computes the same model
+    assert data["matmul_peak_gflops"] > 0 and all(r["peak_fraction"] > 0 for r in data["rows"])
+    assert data["ratios"]["macs_heatmap_over_regression"] == pytest.approx(9.65 / 4.0, rel=0.01)
+    assert [p["predictor"] for p in data["predictors"]][:3] == [
+        "previous predictor", "PosePredictor torch", "PosePredictor onnxruntime"]
 
 
 @pytest.mark.slow
@@ -38,7 +43,8 @@ def test_train_speed_small(tmp_path):
     run_script("train_speed.py", "--steps", "2", "--batch", "4", "--input", "64", "48", "--workers", "0",
                "--data", str(tmp_path / "data"), "--out", str(out))
     data = json.loads(out.read_text())
-    assert set(data["images_per_s"]) == {"pipeline", "l1", "rle"} and data["rle_over_l1"] > 0
+    assert set(data["images_per_s"]) == {"pipeline", "l1", "rle", "rle_channels_last", "rle_live"}
+    assert data["rle_over_l1"] > 0 and data["ratios"]["live_over_preloaded"] > 0
 
 
 @pytest.mark.slow

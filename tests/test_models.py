@@ -235,3 +235,31 @@ def test_lifting_net_shapes_and_sigma_range():
     mu, sigma = net(torch.randn(5, 16, 2))
     assert mu.shape == sigma.shape == (5, 17, 3)
     assert torch.all((sigma > 0) & (sigma < 1))
+
+
+def test_mobilenet_v2_matches_torchvision_layout_and_size():
+    """Torchvision's MobileNetV2: 3,504,872 parameters with the 1000-class classifier, and its
+    key names (independently written out here for the stem, a t=1 block, an expanding block
+    with a shortcut, and the last convolution)."""
+    from rlepose.models.mobilenet import make_divisible, mobilenet_v2
+
+    model = mobilenet_v2(1.0, num_classes=1000)
+    assert count_params(model) == 3_504_872
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert len(shapes) == 314
+    assert shapes["features.0.0.weight"] == (32, 3, 3, 3)
+    assert shapes["features.1.conv.0.0.weight"] == (32, 1, 3, 3)  # t = 1: depthwise first
+    assert shapes["features.1.conv.1.weight"] == (16, 32, 1, 1)
+    assert shapes["features.3.conv.0.0.weight"] == (144, 24, 1, 1)  # 24 → 6·24 expansion
+    assert shapes["features.3.conv.1.0.weight"] == (144, 1, 3, 3)
+    assert shapes["features.3.conv.3.running_var"] == (24,)
+    assert shapes["features.18.0.weight"] == (1280, 320, 1, 1)
+    assert shapes["classifier.1.weight"] == (1000, 1280)
+    assert model.features[3].use_res_connect and not model.features[2].use_res_connect
+    assert [make_divisible(v) for v in (16 * 0.5, 24 * 0.5, 32 * 0.75, 1280 * 0.5)] == [8, 16, 24, 640]
+    pose = build_pose_model(ModelConfig("mobilenet_v2", "regression")).eval()
+    mu, sigma = pose(torch.zeros(2, 3, 96, 64))
+    assert mu.shape == sigma.shape == (2, 17, 2)
+    assert pose.backbone.forward_features(torch.zeros(1, 3, 96, 64)).shape == (1, 1280, 3, 2)
+    half = build_pose_model(ModelConfig("mobilenet_v2_0.5", "integral", deconv_channels=64))
+    assert half.backbone.features[0][0].out_channels == 16 and half(torch.zeros(1, 3, 64, 48))[0].shape == (1, 17, 2)

@@ -129,11 +129,11 @@ class PosePredictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, flip_test: bool = True, backend: str = "auto",
                         onnx_path: str | Path | None = None, trust: bool = False, device: str | None = None,
-                        precision: str = "fp32", optimize: bool = True) -> "PosePredictor":
+                        precision: str = "fp32", optimize: bool = True, compile: bool = False) -> "PosePredictor":
         """From a training checkpoint. ``backend``: see the module docstring; with
         ``onnxruntime`` the graph is ``onnx_path`` or exported beside the checkpoint on first use
-        (:func:`cached_onnx`). ``device``, ``precision``, ``optimize``: the ``torch`` backend's
-        (see :class:`TorchBackend`). The checkpoint runs no code when read unless ``trust``
+        (:func:`cached_onnx`). ``device``, ``precision``, ``optimize``, ``compile``: the ``torch``
+        backend's (see :class:`TorchBackend`). The checkpoint runs no code when read unless ``trust``
         (see ``read_checkpoint``)."""
         name = choose_backend(backend, device)
         if name == "onnxruntime":
@@ -145,7 +145,8 @@ class PosePredictor:
             raise ValueError("PosePredictor works with top-down image models, not lifting checkpoints")
         input_size = tuple(module.cfg.transform.input_size)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        runner = TorchBackend(module.model, input_size, device=device, optimize=optimize, precision=precision)
+        runner = TorchBackend(module.model, input_size, device=device, optimize=optimize, precision=precision,
+                              compile=compile)
         return cls(runner, keypoint_spec(module.cfg), input_size, flip_test, backend_name="torch")
 
     @classmethod

@@ -152,7 +152,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     summary = predict_files(args.checkpoint, args.images, args.out, boxes_file=args.boxes,
                             box_score_threshold=args.box_score_threshold, render_dir=args.render,
                             backend=args.backend, onnx_path=args.onnx, flip_test=not args.no_flip,
-                            trust=args.trust_checkpoint)
+                            trust=args.trust_checkpoint, device=args.device, precision=args.precision)
     print(f"ran with {summary['backend']}")
     print(f"{summary['persons']} persons in {summary['images']} images → {args.out}"
           + (f"; drawings in {args.render}" if args.render else ""))
@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
                     help="auto (default): torch on a CUDA GPU, else ONNX Runtime when installed, else torch")
     pr.add_argument("--onnx", help="ONNX graph for onnxruntime (default: beside the checkpoint, exported on first use)")
+    pr.add_argument("--device", help="torch backend: cpu, cuda, cuda:1, … (default: cuda when available)")
+    pr.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
+                    help="torch backend: autocast precision (fp16/bf16 for GPUs)")
     pr.add_argument("--no-flip", action="store_true", help="skip the flip test")
     pr.add_argument("--trust-checkpoint", action="store_true",
                     help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")

@@ -57,7 +57,8 @@ def load_boxes(path: str | Path, images: list[Path], threshold: float = 0.0) -> 
 
 def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: str | Path, boxes_file=None,
                   box_score_threshold: float = 0.0, render_dir=None, backend: str = "auto", onnx_path=None,
-                  flip_test: bool = True, trust: bool = False) -> dict:
+                  flip_test: bool = True, trust: bool = False, device: str | None = None,
+                  precision: str = "fp32") -> dict:
     """Predict on every image; results are written after each image, so a failure later never
     loses what was computed. Unreadable images are reported and skipped. ``backend``: auto,
     torch or onnxruntime (see :mod:`rlepose.api`); the summary names the one that ran."""
@@ -65,7 +66,7 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: st
     from rlepose.visualize import draw_poses
 
     predictor = PosePredictor.from_checkpoint(checkpoint, flip_test=flip_test, backend=backend, onnx_path=onnx_path,
-                                              trust=trust)
+                                              trust=trust, device=device, precision=precision)
     images = collect_images(inputs)
     boxes = load_boxes(boxes_file, images, box_score_threshold) if boxes_file else None
     out_file = Path(out_file)

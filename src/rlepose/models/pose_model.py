@@ -8,12 +8,14 @@ from torch import Tensor, nn
 
 from rlepose.models.heads import HeatmapHead, IntegralHead, RegressionHead, decode_heatmaps
 from rlepose.models.hrnet import hrnet
+from rlepose.models.mobilenet import mobilenet_v2
 from rlepose.models.resnet import resnet
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What to build. ``backbone``: resnet18/34/50/101/152 or hrnet_w32/hrnet_w48;
+    """What to build. ``backbone``: resnet18/34/50/101/152, hrnet_w32/hrnet_w48 or
+    mobilenet_v2 (``mobilenet_v2_0.5``: width multiplier 0.5);
     ``head``: regression, integral or heatmap; ``dim``: 2, or 3 for 3-D pose."""
 
     backbone: str = "resnet50"
@@ -69,7 +71,11 @@ def build_backbone(name: str) -> nn.Module:
         return resnet(int(name[len("resnet"):]), num_classes=0)
     if name.startswith("hrnet_w"):
         return hrnet(int(name[len("hrnet_w"):]))
-    raise ValueError(f"unknown backbone {name!r}: resnet18/34/50/101/152 or hrnet_w32/hrnet_w48")
+    if name.startswith("mobilenet_v2"):  # mobilenet_v2, or mobilenet_v2_0.5 for a width multiplier
+        width = name[len("mobilenet_v2"):].lstrip("_")
+        return mobilenet_v2(float(width) if width else 1.0)
+    raise ValueError(f"unknown backbone {name!r}: resnet18/34/50/101/152, hrnet_w32/hrnet_w48 or "
+                     "mobilenet_v2[_WIDTH]")
 
 
 def build_pose_model(cfg: ModelConfig = ModelConfig()) -> TopDownPoseModel:
@@ -77,7 +83,7 @@ def build_pose_model(cfg: ModelConfig = ModelConfig()) -> TopDownPoseModel:
     ``ModelConfig("hrnet_w32", "integral")``, SimpleBaseline ``ModelConfig("resnet50", "heatmap")``."""
     backbone = build_backbone(cfg.backbone)
     c = backbone.out_channels
-    stride32 = cfg.backbone.startswith("resnet")
+    stride32 = not cfg.backbone.startswith("hrnet")
     if cfg.head == "regression":
         head = RegressionHead(c, cfg.num_joints, cfg.dim, coord_norm=cfg.coord_norm)
     elif cfg.head == "integral":
