@@ -8,8 +8,9 @@ each on three backends, and the predictor end to end, all in one run on one mach
   plain eager PyTorch (``model.inference`` under ``no_grad``: the path before optimization),
   the optimized eager path (BatchNorm folded, channels-last, ``inference_mode``:
   ``rlepose.api.TorchBackend``) and the exported graph under ONNX Runtime. Each throughput is
-  also given as a fraction of this machine's fp32 matrix-multiply peak, measured in the same run
-  (2 × multiply-adds × images/s ÷ peak FLOP/s).
+  also given as a fraction of this machine's fp32 matrix-multiply rate, measured in the same run
+  (2 × multiply-adds × images/s ÷ the best n×n matmul FLOP/s); convolution kernels can beat a
+  square matmul, so a fraction above 100% is possible and is printed as measured.
 * Predictor end to end on a 640×480 image with 1 and 32 person boxes, flip test on: the
   previous predictor (per-box transform, original and flipped crops in two separate runs,
   plain eager model) against today's ``PosePredictor`` on each backend.
@@ -59,10 +60,19 @@ def median_time(fn, repeats: int, warmup: int = 2) -> float:
     return statistics.median(samples)
 
 
-def matmul_peak(repeats: int, n: int = 1536) -> float:
-    """This machine's fp32 matrix-multiply rate in FLOP/s (square n×n products, all threads)."""
+def matmul_peak(repeats: int, n: int = 2048) -> float:
+    """This machine's fp32 matrix-multiply rate in FLOP/s: the fastest of ``repeats`` square
+    n×n products, by PyTorch and by NumPy's BLAS (all threads), whichever is faster."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n ** 3 / median_time(lambda: torch.mm(a, b), max(5, repeats), warmup=3)
+    an, bn = a.numpy(), b.numpy()
+    best = float("inf")
+    for fn in (lambda: torch.mm(a, b), lambda: an @ bn):
+        fn()
+        for _ in range(max(5, repeats)):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
 
 
 def previous_predictor(model, spec=COCO_KEYPOINTS):
@@ -86,7 +96,8 @@ def network_rows(args, peak: float, tmp: Path) -> list[dict]:
     for head in ("regression", "heatmap"):
         torch.manual_seed(0)
         model = build_pose_model(ModelConfig("resnet50", head)).eval()
-        cost = complexity(model, (1, 3, *INPUT), deconv="output")
+        cost = complexity(model, (1, 3, *INPUT), deconv="output")  # the paper's rule, for Table 5
+        macs = complexity(model, (1, 3, *INPUT)).macs  # what is computed (PyTorch's rule), for the peak fraction
         fast = TorchBackend(model, INPUT)
         ort = OnnxBackend(export_onnx(model, tmp / f"{head}.onnx", INPUT, {"benchmark": True}))
         backends = {"eager (before)": lambda x: InferenceGraph(model)(x), "eager (optimized)": fast,
@@ -101,7 +112,7 @@ def network_rows(args, peak: float, tmp: Path) -> list[dict]:
             throughput = args.batch / batch_time
             rows.append({"head": head, "backend": name, "params": cost.params, "gmacs": cost.macs / 1e9,
                          "head_gmacs": cost.head_macs / 1e9, "latency_ms": 1e3 * latency,
-                         "throughput_img_s": throughput, "peak_fraction": 2 * cost.macs * throughput / peak,
+                         "throughput_img_s": throughput, "peak_fraction": 2 * macs * throughput / peak,
                          "max_abs_diff": diff, "paper": PAPER_TABLE5[head]})
     return rows
 

@@ -6,7 +6,8 @@ import torch
 import yaml
 
 from rlepose.cli import main
-from rlepose.training.config import ConfigError, load_config
+from rlepose.training.config import ConfigError, config_from_dict, load_config
+from rlepose.training.module import PoseModule
 from rlepose.training.run import checkpoint_paths, train
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -152,3 +153,22 @@ def test_checkpoints_are_written_to_a_temporary_name_and_renamed(tmp_path, monke
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
     assert path.read_bytes() == good
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_channels_last_training_computes_the_same_loss_and_gradients():
+    """The memory format is a speed setting only: same loss, same gradients."""
+    torch.manual_seed(0)
+    images, target = torch.randn(4, 3, 64, 48), torch.rand(4, 17, 2) - 0.5
+    batch = {"image": images, "target": target, "target_weight": torch.ones(4, 17)}
+    grads = []
+    for channels_last in (False, True):
+        torch.manual_seed(1)
+        cfg = config_from_dict({"model": {"backbone": "resnet18"}, "train": {"channels_last": channels_last}})
+        module = PoseModule.from_config(cfg)
+        assert module.model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+        loss = module._loss(batch)
+        loss.backward()
+        grads.append((loss.item(), module.model.backbone.layer1[0].conv1.weight.grad.clone()))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
+    a, b = grads[0][1], grads[1][1]  # summation order differs: compare to the gradient's scale
+    assert (a - b).abs().max() <= 1e-4 * a.abs().max()

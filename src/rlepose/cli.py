@@ -149,8 +149,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         args.checkpoint = pretrained_checkpoint(args.model)
 
-    summary = predict_files(args.checkpoint, args.images, args.out, boxes_file=args.boxes,
-                            box_score_threshold=args.box_score_threshold, render_dir=args.render,
+    detector = None
+    if not args.boxes and not args.whole_image:
+        from rlepose.detection import build_detector
+
+        threshold = 0.3 if args.box_score_threshold is None else args.box_score_threshold
+        detector = build_detector(args.detector, score_threshold=threshold)
+        print(f"person boxes from the {args.detector} detector")
+    summary = predict_files(args.checkpoint, args.images, args.out, boxes_file=args.boxes, detector=detector,
+                            box_score_threshold=args.box_score_threshold or 0.0, render_dir=args.render,
                             backend=args.backend, onnx_path=args.onnx, flip_test=not args.no_flip,
                             trust=args.trust_checkpoint, device=args.device, precision=args.precision)
     print(f"ran with {summary['backend']}")
@@ -217,8 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     which = pr.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="a trained or converted checkpoint")
     which.add_argument("--model", help="a pretrained model by name (see `rlepose models`), downloaded on first use")
-    pr.add_argument("--boxes", help="COCO detection-results JSON (image_id → file by name or id); whole image if unset")
-    pr.add_argument("--box-score-threshold", type=float, default=0.0)
+    boxes = pr.add_mutually_exclusive_group()
+    boxes.add_argument("--detector", default="yolox-s",
+                       help="person detector: yolox-tiny/s/m/l/x (MMPose's ONNX, downloaded on first use; default "
+                            "yolox-s), hog (OpenCV, offline, weak) or a YOLOX .onnx path")
+    boxes.add_argument("--boxes", help="COCO detection-results JSON (image_id → file by name or id) instead of a detector")
+    boxes.add_argument("--whole-image", action="store_true", help="one person box covering each whole image")
+    pr.add_argument("--box-score-threshold", type=float,
+                    help="keep boxes scoring at least this (default: 0.3 for a detector, 0 for --boxes)")
     pr.add_argument("--out", default="predictions.json", help="COCO-format results JSON")
     pr.add_argument("--render", help="folder for images with drawn skeletons")
     pr.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
@@ -266,11 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from rlepose.detection import NoDetectorError
     from rlepose.hub import DownloadError
 
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, DownloadError) as e:  # DataError and ConfigError are ValueErrors
+    except (FileNotFoundError, ValueError, DownloadError, NoDetectorError) as e:  # DataError and ConfigError are ValueErrors
         print(f"rlepose {args.command}: error: {e}", file=sys.stderr)
         return 2
 

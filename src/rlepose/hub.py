@@ -171,3 +171,72 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+# --- person detectors ------------------------------------------------------------------------
+
+_RTMPOSE_SDK = _MMPOSE + "v1/projects/rtmposev1/onnx_sdk/"
+
+
+@dataclass(frozen=True)
+class PretrainedDetector:
+    """A YOLOX person detector as MMPose publishes it for the RTMPose SDK: a zip holding the
+    ONNX graph (``end2end.onnx``, NMS included) and its deployment notes. The hash in these
+    file names belongs to the PyTorch checkpoint they were exported from, not to the zip, so a
+    download is checked by opening it (a complete zip holding an ONNX graph) instead."""
+
+    name: str
+    url: str
+    input_size: tuple[int, int]
+    licence: str = "Apache-2.0 (MMPose RTMPose SDK); trained on Human-Art, see its terms"
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+DETECTORS: dict[str, PretrainedDetector] = {d.name: d for d in (
+    PretrainedDetector("yolox-tiny", _RTMPOSE_SDK + "yolox_tiny_8xb8-300e_humanart-6f3252f9.zip", (416, 416)),
+    PretrainedDetector("yolox-s", _RTMPOSE_SDK + "yolox_s_8xb8-300e_humanart-3ef259a7.zip", (640, 640)),
+    PretrainedDetector("yolox-m", _RTMPOSE_SDK + "yolox_m_8xb8-300e_humanart-c2c7a14a.zip", (640, 640)),
+    PretrainedDetector("yolox-l", _RTMPOSE_SDK + "yolox_l_8xb8-300e_humanart-ce1d7a62.zip", (640, 640)),
+    PretrainedDetector("yolox-x", _RTMPOSE_SDK + "yolox_x_8xb8-300e_humanart-a39d44ed.zip", (640, 640)),
+)}
+
+
+def detector_path(detector: PretrainedDetector) -> Path:
+    return home() / "detectors" / f"{detector.name}.onnx"
+
+
+def detector_onnx(name: str, progress: bool = True) -> Path:
+    """The ONNX graph of a published detector, downloaded and unpacked on first use (a zip put
+    by hand under ``downloads/`` is used). Raises :class:`DownloadError` on failure; the cache
+    never holds a partial file."""
+    import zipfile
+
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+    det = DETECTORS[name]
+    out = detector_path(det)
+    if out.is_file():
+        return out
+    raw = home() / "downloads" / det.filename
+    if not raw.is_file():
+        download(det.url, raw, "", progress=progress)
+    try:
+        with zipfile.ZipFile(raw) as archive:
+            members = [m for m in archive.namelist() if m.endswith(".onnx")]
+            if not members:
+                raise DownloadError(f"{raw} holds no .onnx file; delete it and retry, or fetch {det.url} by hand")
+            member = next((m for m in members if m.endswith("end2end.onnx")), members[0])
+            out.parent.mkdir(parents=True, exist_ok=True)
+            part = out.with_name(out.name + ".part")
+            with archive.open(member) as src, open(part, "wb") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+            os.replace(part, out)
+    except zipfile.BadZipFile:
+        raw.unlink(missing_ok=True)
+        raise DownloadError(f"{raw} was not a complete zip and was removed; retry, or download {det.url} and put it "
+                            f"at {raw}") from None
+    return out

@@ -58,10 +58,12 @@ def load_boxes(path: str | Path, images: list[Path], threshold: float = 0.0) -> 
 def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: str | Path, boxes_file=None,
                   box_score_threshold: float = 0.0, render_dir=None, backend: str = "auto", onnx_path=None,
                   flip_test: bool = True, trust: bool = False, device: str | None = None,
-                  precision: str = "fp32") -> dict:
+                  precision: str = "fp32", detector=None) -> dict:
     """Predict on every image; results are written after each image, so a failure later never
     loses what was computed. Unreadable images are reported and skipped. ``backend``: auto,
-    torch or onnxruntime (see :mod:`rlepose.api`); the summary names the one that ran."""
+    torch or onnxruntime (see :mod:`rlepose.api`); the summary names the one that ran. Person
+    boxes: ``boxes_file`` (COCO detection results), else ``detector`` (image → boxes, scores,
+    see :mod:`rlepose.detection`), else the whole image."""
     from rlepose.api import PosePredictor
     from rlepose.visualize import draw_poses
 
@@ -83,8 +85,8 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: st
         if boxes is not None and img_path not in boxes:
             people = []
         else:
-            b, s = boxes[img_path] if boxes is not None else (None, None)
-            people = predictor.predict(image, b, s)
+            b, s = boxes[img_path] if boxes is not None else detector(image) if detector is not None else (None, None)
+            people = predictor.predict(image, b, s) if b is None or len(b) else []
         for p in people:
             flat = np.concatenate([p["keypoints"], p["joint_confidence"][:, None]], 1).ravel()
             results.append({"image_id": image_id, "file_name": img_path.name, "category_id": 1,

@@ -131,6 +131,9 @@ class TrainConfig:
     seed: int = 0
     val_every: int = 10
     flip_test: bool = True
+    # weights and images in the channels-last memory format: measured faster in training on
+    # the CPU (benchmarks/train_speed.py: ResNet-18 ×1.07, MobileNetV2 ×1.5) and on recent GPUs
+    channels_last: bool = True
     limit_train_batches: float | int = 1.0
     max_steps: int = -1
     checkpoint_every_steps: int | None = None  # also save last.ckpt every N steps (long epochs)

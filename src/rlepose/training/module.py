@@ -39,6 +39,8 @@ class PoseModule(L.LightningModule):
         self.save_hyperparameters({"config": config})
         self.cfg: ExperimentConfig = config_from_dict(config)
         self.model = build_pose_model(self.cfg.model)
+        if self.cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.loss = None
         if self.model.is_heatmap != (self.cfg.loss.name == "heatmap_mse"):
             raise ValueError("the heatmap head trains with loss.name: heatmap_mse, and only it does "
@@ -56,8 +58,12 @@ class PoseModule(L.LightningModule):
     def from_config(cls, cfg: ExperimentConfig, **kwargs) -> "PoseModule":
         return cls(config_to_dict(cfg), **kwargs)
 
+    def _images(self, batch: dict) -> torch.Tensor:
+        images = batch["image"]
+        return images.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else images
+
     def _loss(self, batch: dict) -> torch.Tensor:
-        images, target, weight = batch["image"], batch["target"], batch["target_weight"]
+        images, target, weight = self._images(batch), batch["target"], batch["target_weight"]
         if self.model.is_heatmap:
             heatmaps = self.model(images)
             goal = gaussian_heatmaps(target, tuple(heatmaps.shape[-2:]))
@@ -78,7 +84,7 @@ class PoseModule(L.LightningModule):
         if batch is None:
             return
         perm = self.spec.flip_permutation() if (self.cfg.train.flip_test and self.spec and self.spec.flip_pairs) else None
-        out = predict_crops(self.model, batch["image"], perm)
+        out = predict_crops(self.model, self._images(batch), perm)
         keypoints = out["keypoints"].float().cpu().numpy()
         image_xy = crop_to_image(keypoints, batch["matrix"].cpu().numpy(), self.cfg.transform.input_size)
         self._val_outputs.append({
