@@ -1,9 +1,10 @@
 """A small Python API for trained models::
 
     from rlepose.api import PosePredictor
-    predictor = PosePredictor.from_checkpoint("runs/coco_res50_rle/checkpoints/last.ckpt")
-    people = predictor.predict("image.jpg", boxes=[[x, y, w, h]])   # or an RGB array; no boxes: whole image
-    people[0]["keypoints"], people[0]["joint_confidence"], people[0]["score"]
+    predictor = PosePredictor.from_pretrained("rle-res50-coco")   # or .from_checkpoint("last.ckpt")
+    people = predictor("photo.jpg")          # people found by the detector (YOLOX-s by default)
+    people = predictor("photo.jpg", boxes=[[x, y, w, h]])   # or your own boxes; an RGB array works too
+    people[0]["keypoints"], people[0]["joint_confidence"], people[0]["bbox"], people[0]["score"]
 
 Backends (``backend=``): ``onnxruntime`` runs the exported inference graph (exported and cached
 beside the checkpoint on first use); ``torch`` runs the model eagerly with BatchNorm folded,
@@ -111,33 +112,39 @@ class PosePredictor:
     the same batch, map back to image pixels, score each person as in evaluation."""
 
     def __init__(self, backend, spec: KeypointSpec, input_size: tuple[int, int], flip_test: bool = True,
-                 batch_size: int = 32, backend_name: str = "custom") -> None:
+                 batch_size: int = 32, backend_name: str = "custom", detector="yolox-s") -> None:
         self.backend, self.spec, self.input_size = backend, spec, tuple(input_size)
+        self._detector = detector  # a name (built on first use), a callable, or None
         self.backend_name = backend_name
         self.flip_test = flip_test and bool(spec.flip_pairs)
         self.batch_size = batch_size
         self._perm = spec.flip_permutation()
 
     @classmethod
-    def from_pretrained(cls, name: str, flip_test: bool = True, backend: str = "auto") -> "PosePredictor":
+    def from_pretrained(cls, name: str, flip_test: bool = True, backend: str = "auto",
+                        detector="yolox-s") -> "PosePredictor":
         """A published model by name (``rlepose models`` lists them), downloaded, checked and
         converted on first use and cached under ``$RLEPOSE_HOME`` (see :mod:`rlepose.hub`)."""
         from rlepose.hub import pretrained_checkpoint
 
-        return cls.from_checkpoint(pretrained_checkpoint(name), flip_test=flip_test, backend=backend)
+        return cls.from_checkpoint(pretrained_checkpoint(name), flip_test=flip_test, backend=backend,
+                                   detector=detector)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, flip_test: bool = True, backend: str = "auto",
                         onnx_path: str | Path | None = None, trust: bool = False, device: str | None = None,
-                        precision: str = "fp32", optimize: bool = True, compile: bool = False) -> "PosePredictor":
+                        precision: str = "fp32", optimize: bool = True, compile: bool = False,
+                        detector="yolox-s") -> "PosePredictor":
         """From a training checkpoint. ``backend``: see the module docstring; with
         ``onnxruntime`` the graph is ``onnx_path`` or exported beside the checkpoint on first use
         (:func:`cached_onnx`). ``device``, ``precision``, ``optimize``, ``compile``: the ``torch``
-        backend's (see :class:`TorchBackend`). The checkpoint runs no code when read unless ``trust``
+        backend's (see :class:`TorchBackend`). ``detector``: finds people when no boxes are given
+        (a name for :func:`rlepose.detection.build_detector`, fetched on first use; a callable
+        image → (boxes, scores); or None for the whole image). The checkpoint runs no code when read unless ``trust``
         (see ``read_checkpoint``)."""
         name = choose_backend(backend, device)
         if name == "onnxruntime":
-            return cls.from_onnx(cached_onnx(path, onnx_path, trust=trust), flip_test)
+            return cls.from_onnx(cached_onnx(path, onnx_path, trust=trust), flip_test, detector=detector)
         from rlepose.training.run import keypoint_spec, load_module
 
         module = load_module(path, trust=trust)
@@ -147,16 +154,25 @@ class PosePredictor:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         runner = TorchBackend(module.model, input_size, device=device, optimize=optimize, precision=precision,
                               compile=compile)
-        return cls(runner, keypoint_spec(module.cfg), input_size, flip_test, backend_name="torch")
+        return cls(runner, keypoint_spec(module.cfg), input_size, flip_test, backend_name="torch", detector=detector)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, flip_test: bool = True) -> "PosePredictor":
+    def from_onnx(cls, path: str | Path, flip_test: bool = True, detector="yolox-s") -> "PosePredictor":
         from rlepose.export import OnnxBackend
 
         backend = OnnxBackend(path)
         meta = backend.metadata
         return cls(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"], flip_test,
-                   backend_name="onnxruntime")
+                   backend_name="onnxruntime", detector=detector)
+
+    @property
+    def detector(self):
+        """The person detector (built on first use from its name), or None."""
+        if isinstance(self._detector, str):
+            from rlepose.detection import build_detector
+
+            self._detector = build_detector(self._detector)
+        return self._detector
 
     def describe(self) -> str:
         """One line saying what runs, e.g. for the CLI."""
@@ -209,10 +225,28 @@ class PosePredictor:
         return out
 
     def predict(self, image: np.ndarray | str | Path, boxes=None, box_scores=None) -> list[dict]:
-        """Persons in ``image`` (an RGB uint8 array or a path). ``boxes`` (M, 4) as (x, y, w, h)
-        pixels; None → the whole image as one box. Returns per box: ``bbox``, ``keypoints``
-        (K, 2) image pixels, ``joint_confidence`` (K,), ``score`` (box score × mean joint
-        confidence above 0.2), ``box_score``."""
+        """Persons in ``image`` (an RGB uint8 array or a path) inside ``boxes`` (M, 4) as
+        (x, y, w, h) pixels; None → the whole image as one box (use ``predictor(image)`` to
+        detect people). Returns per box: ``bbox``, ``keypoints`` (K, 2) image pixels,
+        ``joint_confidence`` (K,), ``score`` (box score × mean joint confidence above 0.2),
+        ``box_score``."""
         if not isinstance(image, np.ndarray):
             image = read_image(Path(image))
         return self.predict_many([image], [boxes], [box_scores])[0]
+
+    def __call__(self, image: np.ndarray | str | Path, boxes=None, box_scores=None) -> list[dict]:
+        """Like :meth:`predict`, but without ``boxes`` the detector finds the people (an empty
+        list when it finds none). Raises :class:`rlepose.detection.NoDetectorError` when no
+        detector is set or available."""
+        if not isinstance(image, np.ndarray):
+            image = read_image(Path(image))
+        if boxes is None:
+            if self.detector is None:
+                from rlepose.detection import NoDetectorError
+
+                raise NoDetectorError("no person detector: give boxes, or build the predictor with detector='hog', "
+                                      "'yolox-s' or a callable")
+            boxes, box_scores = self.detector(image)
+            if len(boxes) == 0:
+                return []
+        return self.predict(image, boxes, box_scores)

@@ -156,6 +156,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         threshold = 0.3 if args.box_score_threshold is None else args.box_score_threshold
         detector = build_detector(args.detector, score_threshold=threshold)
         print(f"person boxes from the {args.detector} detector")
+    from rlepose.predict import is_video_source
+
+    videos = [src for src in args.images if is_video_source(src)]
+    if videos:
+        return _predict_videos(args, videos, detector)
     summary = predict_files(args.checkpoint, args.images, args.out, boxes_file=args.boxes, detector=detector,
                             box_score_threshold=args.box_score_threshold or 0.0, render_dir=args.render,
                             backend=args.backend, onnx_path=args.onnx, flip_test=not args.no_flip,
@@ -166,6 +171,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for failure in summary["failed"]:
         print(f"  skipped {failure}", file=sys.stderr)
     return 1 if summary["failed"] and not summary["images"] else 0
+
+
+def _predict_videos(args: argparse.Namespace, videos: list[str], detector) -> int:
+    from rlepose.api import PosePredictor
+    from rlepose.predict import predict_video
+
+    if len(videos) != len(args.images):
+        raise ValueError("give either videos (or a camera index) or images, not both in one call")
+    if args.boxes:
+        raise ValueError("--boxes is for images; a video takes --detector or --whole-image")
+    if len(videos) > 1 and args.render:
+        raise ValueError("--render names one output video: predict one video at a time")
+    predictor = PosePredictor.from_checkpoint(args.checkpoint, flip_test=not args.no_flip, backend=args.backend,
+                                              onnx_path=args.onnx, trust=args.trust_checkpoint, device=args.device,
+                                              precision=args.precision)
+    print(f"ran with {predictor.describe()}")
+    for video in videos:
+        out = args.out if len(videos) == 1 else str(Path(args.out).with_suffix("")) + f"_{Path(video).stem}.json"
+        s = predict_video(predictor, video, out, render=args.render, detector=detector)
+        print(f"{s['persons']} persons in {s['frames']} frames of {video} ({s['fps']:.1f} frames/s) → {s['out']}"
+              + (f"; drawn video {s['render']}" if s["render"] else ""))
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -219,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
 
-    pr = sub.add_parser("predict", help="top-down inference on image files or folders")
-    pr.add_argument("images", nargs="+", help="image files or folders")
+    pr = sub.add_parser("predict", help="top-down inference on images, folders, videos or a camera")
+    pr.add_argument("images", nargs="+", help="image files or folders; or a video file, or a camera index (0, 1, …)")
     which = pr.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="a trained or converted checkpoint")
     which.add_argument("--model", help="a pretrained model by name (see `rlepose models`), downloaded on first use")
@@ -233,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--box-score-threshold", type=float,
                     help="keep boxes scoring at least this (default: 0.3 for a detector, 0 for --boxes)")
     pr.add_argument("--out", default="predictions.json", help="COCO-format results JSON")
-    pr.add_argument("--render", help="folder for images with drawn skeletons")
+    pr.add_argument("--render", help="folder for images with drawn skeletons; for a video, the drawn video (.mp4)")
     pr.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
                     help="auto (default): torch on a CUDA GPU, else ONNX Runtime when installed, else torch")
     pr.add_argument("--onnx", help="ONNX graph for onnxruntime (default: beside the checkpoint, exported on first use)")

@@ -1,4 +1,5 @@
-"""``rlepose predict`` and ``rlepose export`` behind the CLI: files in, COCO results out."""
+"""``rlepose predict`` and ``rlepose export`` behind the CLI: images, folders, videos or a camera
+in, COCO-format results (and drawn images or a drawn video) out."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,12 @@ from rlepose.data.datasets import DataError, read_image
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+def is_video_source(source: str | Path) -> bool:
+    """A video file (by suffix) or a camera index (``0``, ``1``, …)."""
+    return str(source).isdigit() or Path(source).suffix.lower() in VIDEO_SUFFIXES
 
 
 def collect_images(paths: list[str | Path]) -> list[Path]:
@@ -123,3 +130,92 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, tru
     export_onnx(module.model.eval(), tmp, tuple(module.cfg.transform.input_size), meta)
     tmp.replace(out)
     return out
+
+
+def _write_json_atomic(path: Path, payload) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(path)
+
+
+def predict_video(predictor, source: str | Path, out_file: str | Path, render: str | Path | None = None,
+                  detector=None, frames_per_batch: int = 8, max_frames: int | None = None,
+                  progress: bool = True) -> dict:
+    """Poses in every frame of a video file or camera (``source`` ``"0"``: camera 0).
+
+    Frames are read with OpenCV; people come from ``detector`` (image → boxes, scores), or the
+    whole frame without one; the crops of ``frames_per_batch`` frames go through the model
+    together. Results (COCO keypoint format plus ``frame``, 0-based, and ``time_s``) are
+    rewritten to ``out_file`` after every batch, so an interrupted run keeps what it did;
+    ``render`` writes the video with the skeletons drawn (per-joint confidence colours) at the
+    source's frame rate. Returns frames, persons, the measured frames per second, and paths."""
+    import time
+
+    from rlepose.visualize import draw_poses
+
+    camera = str(source).isdigit()
+    if not camera and not Path(source).is_file():
+        raise FileNotFoundError(f"video not found: {source}")
+    capture = cv2.VideoCapture(int(source) if camera else str(source))
+    if not capture.isOpened():
+        raise DataError(f"cannot open {'camera' if camera else 'video'} {source}: "
+                        + ("no such camera" if camera else "not a video OpenCV can decode"))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+    fps = fps if 0 < fps < 1000 else 30.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not camera else 0
+    total = min(total, max_frames) if max_frames and total > 0 else (max_frames or total or None)
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    writer, bar = None, None
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="frame", desc=Path(str(source)).name)
+        except ImportError:
+            pass
+    results: list[dict] = []
+    done, start = 0, time.perf_counter()
+    try:
+        while True:
+            frames = []
+            while len(frames) < frames_per_batch and (max_frames is None or done + len(frames) < max_frames):
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            if not frames:
+                break
+            detections = [detector(f) if detector is not None else (None, None) for f in frames]
+            people = predictor.predict_many(frames, [d[0] for d in detections], [d[1] for d in detections])
+            for offset, (frame, persons) in enumerate(zip(frames, people)):
+                index = done + offset
+                for p in persons:
+                    flat = np.concatenate([p["keypoints"], p["joint_confidence"][:, None]], 1).ravel()
+                    results.append({"frame": index, "time_s": round(index / fps, 4), "image_id": index,
+                                    "category_id": 1, "keypoints": [float(v) for v in flat],
+                                    "score": float(p["score"]), "bbox": p["bbox"]})
+                if render:
+                    if writer is None:
+                        Path(render).parent.mkdir(parents=True, exist_ok=True)
+                        h, w = frame.shape[:2]
+                        writer = cv2.VideoWriter(str(render), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                        if not writer.isOpened():
+                            raise DataError(f"cannot write video {render} (mp4v codec)")
+                    writer.write(cv2.cvtColor(draw_poses(frame, persons, predictor.spec), cv2.COLOR_RGB2BGR))
+            done += len(frames)
+            _write_json_atomic(out_file, results)
+            if bar is not None:
+                bar.update(len(frames))
+                bar.set_postfix(fps=f"{done / (time.perf_counter() - start):.1f}")
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+        if bar is not None:
+            bar.close()
+    if not done:
+        _write_json_atomic(out_file, results)
+    seconds = time.perf_counter() - start
+    return {"frames": done, "persons": len(results), "fps": done / seconds if seconds > 0 else 0.0,
+            "out": str(out_file), "render": str(render) if render else None}

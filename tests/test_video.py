@@ -1,0 +1,106 @@
+"""Video in, poses per frame and a drawn video out: a clip rendered from the embedded dataset,
+and the real 5-frame PoseTrack18 mp4 among the fixtures."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from rlepose.api import PosePredictor
+from rlepose.cli import main
+from rlepose.data.synthetic import SyntheticConfig, write_dataset
+from rlepose.predict import is_video_source, predict_video
+
+from test_deploy import _checkpoint
+
+
+def _clip(tmp_path, frames=6):
+    """A short mp4 of rendered figures (one dataset image per frame) and its boxes per frame."""
+    data = tmp_path / "data"
+    ann = json.loads(write_dataset(data, SyntheticConfig(num_images=frames, seed=3), "val").read_text())
+    path = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (256, 256))
+    for img in ann["images"]:
+        writer.write(cv2.imread(str(data / "val" / img["file_name"])))
+    writer.release()
+    boxes = [[a["bbox"] for a in ann["annotations"] if a["image_id"] == img["id"]] for img in ann["images"]]
+    return path, boxes
+
+
+def test_video_cli_writes_poses_per_frame_and_a_drawn_video(tmp_path):
+    ckpt, _ = _checkpoint(tmp_path)
+    clip, _ = _clip(tmp_path)
+    assert is_video_source(clip) and is_video_source("0") and not is_video_source("photo.jpg")
+    out, drawn = tmp_path / "poses.json", tmp_path / "drawn.mp4"
+    assert main(["predict", str(clip), "--checkpoint", str(ckpt), "--whole-image", "--backend", "torch",
+                 "--out", str(out), "--render", str(drawn)]) == 0
+    results = json.loads(out.read_text())
+    assert [r["frame"] for r in results] == list(range(6))  # one whole-frame person per frame
+    assert results[3]["time_s"] == pytest.approx(0.3) and len(results[0]["keypoints"]) == 51
+    video = cv2.VideoCapture(str(drawn))
+    count, size = 0, None
+    while True:
+        ok, frame = video.read()
+        if not ok:
+            break
+        count, size = count + 1, frame.shape
+    assert count == 6 and size == (256, 256, 3)
+
+
+def test_video_crops_are_batched_across_frames_and_match_single_images(tmp_path):
+    ckpt, _ = _checkpoint(tmp_path)
+    clip, boxes = _clip(tmp_path)
+    predictor = PosePredictor.from_checkpoint(ckpt, backend="torch", detector=None)
+    batches = []
+    run = predictor.backend
+    predictor.backend = lambda x: batches.append(len(x)) or run(x)
+    queue = iter(boxes)
+
+    def detector(frame):  # the rendered boxes, frame by frame, as a detector would give them
+        b = np.array(next(queue))
+        return b, np.ones(len(b))
+
+    summary = predict_video(predictor, clip, tmp_path / "p.json", detector=detector, frames_per_batch=4,
+                            progress=False)
+    persons = sum(len(b) for b in boxes)
+    assert summary["frames"] == 6 and summary["persons"] == persons and summary["fps"] > 0
+    assert batches == [2 * sum(len(b) for b in boxes[:4]), 2 * sum(len(b) for b in boxes[4:])]
+    # the same frame alone gives the same poses (frames are decoded from mp4: read them back)
+    results = json.loads((tmp_path / "p.json").read_text())
+    capture = cv2.VideoCapture(str(clip))
+    ok, frame0 = capture.read()
+    alone = predictor.predict(cv2.cvtColor(frame0, cv2.COLOR_BGR2RGB), boxes[0])
+    first = [r for r in results if r["frame"] == 0]
+    for a, r in zip(alone, first):
+        assert np.abs(np.array(r["keypoints"]).reshape(17, 3)[:, :2] - a["keypoints"]).max() < 1e-3
+
+
+def test_the_real_posetrack_clip_and_clear_errors(tmp_path, fixtures):
+    ckpt, _ = _checkpoint(tmp_path)
+    clip = fixtures / "posetrack18/videos/000001_mpiinew_test/000001_mpiinew_test.mp4"
+    predictor = PosePredictor.from_checkpoint(ckpt, backend="torch", detector=None)
+    summary = predict_video(predictor, clip, tmp_path / "pt.json", progress=False)
+    assert summary["frames"] == 5 and summary["persons"] == 5
+    with pytest.raises(FileNotFoundError):
+        predict_video(predictor, tmp_path / "missing.mp4", tmp_path / "x.json", progress=False)
+    (tmp_path / "fake.mp4").write_text("not a video")
+    assert main(["predict", str(tmp_path / "fake.mp4"), "--checkpoint", str(ckpt), "--whole-image",
+                 "--out", str(tmp_path / "y.json")]) == 2
+    assert main(["predict", str(clip), "--checkpoint", str(ckpt), "--boxes", str(tmp_path / "y.json")]) == 2
+
+
+def test_predictor_call_detects_people(tmp_path):
+    ckpt, _ = _checkpoint(tmp_path)
+    image = np.zeros((120, 160, 3), np.uint8)
+    predictor = PosePredictor.from_checkpoint(ckpt, backend="torch",
+                                              detector=lambda im: (np.array([[10.0, 10, 40, 80], [90, 20, 50, 90]]),
+                                                                   np.array([0.9, 0.6])))
+    people = predictor(image)
+    assert [p["bbox"] for p in people] == [[10, 10, 40, 80], [90, 20, 50, 90]]
+    assert [p["box_score"] for p in people] == [0.9, 0.6]
+    none = PosePredictor.from_checkpoint(ckpt, backend="torch", detector=lambda im: (np.zeros((0, 4)), np.zeros(0)))
+    assert none(image) == []
+    from rlepose.detection import NoDetectorError
+
+    with pytest.raises(NoDetectorError, match="give boxes"):
+        PosePredictor.from_checkpoint(ckpt, backend="torch", detector=None)(image)
