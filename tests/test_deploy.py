@@ -137,6 +137,32 @@ def test_mmpose_checkpoint_round_trip_and_independent_forward(tmp_path):
         assert torch.allclose(converted.model.eval()(x)[0], mu, atol=1e-5)
 
 
+def _mmpose_mobilenet_v2_names() -> set[str]:
+    """MMPose's MobileNetV2 parameter prefixes, written out from its arch settings (mmcv
+    ConvModule = conv + bn; blocks with expansion have three of them, t = 1 blocks two)."""
+    names = {"backbone.conv1.conv.", "backbone.conv1.bn.", "backbone.conv2.conv.", "backbone.conv2.bn."}
+    for i, (t, n) in enumerate([(1, 1), (6, 2), (6, 3), (6, 4), (6, 3), (6, 3), (6, 1)]):
+        for j in range(n):
+            for m in range(3 if t != 1 else 2):
+                names |= {f"backbone.layer{i + 1}.{j}.conv.{m}.conv.", f"backbone.layer{i + 1}.{j}.conv.{m}.bn."}
+    return names
+
+
+def test_mmpose_mobilenet_v2_checkpoint_converts(tmp_path):
+    ckpt, module = _checkpoint(tmp_path, backbone="mobilenet_v2")
+    theirs = to_mmpose(module.state_dict(), version=0)
+    prefixes = {k.rsplit(".", 1)[0] + "." for k in theirs if k.startswith("backbone.")}
+    assert prefixes == _mmpose_mobilenet_v2_names()
+    assert theirs["backbone.layer2.0.conv.2.conv.weight"].shape == (24, 96, 1, 1)  # the projection
+    src = tmp_path / "mmpose_mnv2.pth"
+    torch.save({"meta": {}, "state_dict": theirs}, src)
+    converted = load_module(convert_checkpoint(src, tmp_path / "mnv2.ckpt", "mmpose"))  # recognized by its names
+    assert converted.cfg.model.backbone == "mobilenet_v2"
+    x = torch.randn(2, 3, 128, 96)
+    with torch.no_grad():
+        assert torch.allclose(converted.model.eval()(x)[0], module.model.eval()(x)[0], atol=1e-5)
+
+
 def test_official_checkpoint_round_trip_and_independent_forward(tmp_path):
     ckpt, module = _checkpoint(tmp_path, backbone="resnet18", coord_norm=True)
     ours = module.state_dict()

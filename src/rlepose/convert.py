@@ -4,7 +4,8 @@ regression head) into rlepose checkpoints that ``rlepose eval``, ``predict`` and
 Official RLE (``RegressFlow``): ``preact.*`` (a ResNet with torchvision names), ``fc_coord.linear``
 (K·2 rows, applied to the L2-normalized pooled feature), ``fc_sigma.linear`` (K·2 rows),
 ``flow.{mask, s.*, t.*}``; coordinates u/W − 0.5 as ours.
-MMPose (1.x ``RLEHead`` / 0.x ``DeepposeRegressionHead``): ``backbone.*`` (torchvision names),
+MMPose (1.x ``RLEHead`` / 0.x ``DeepposeRegressionHead``): ``backbone.*`` (torchvision names for
+ResNets; MMPose's own for MobileNetV2, mapped to torchvision's and recognized automatically),
 ``head.fc`` or ``keypoint_head.fc`` with K·4 rows interleaved per joint (x, y, σx logit, σy
 logit), coordinates u/W in [0, 1] (so µ̂ rows get −0.5 on their bias), and the flow under
 ``head.loss_module.flow_model`` or ``keypoint_head.loss.flow_model`` (its ``loc``/``cov``
@@ -65,7 +66,14 @@ def from_mmpose(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict]:
         raise ValueError("no MMPose regression head found (expected head.fc.weight or keypoint_head.fc.weight)")
     flow = next((p for p in (head + "loss_module.flow_model.", head + "loss.flow_model.")
                  if any(k.startswith(p) for k in sd)), None)
-    out = {"model.backbone." + k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    backbone = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    overrides: dict = {}
+    if "conv1.conv.weight" in backbone and "layer1.0.conv.0.conv.weight" in backbone:  # MMPose's MobileNetV2
+        from rlepose.models.mobilenet import mmpose_to_torchvision_names
+
+        backbone = mmpose_to_torchvision_names(backbone)
+        overrides["backbone"] = "mobilenet_v2"
+    out = {"model.backbone." + k: v for k, v in backbone.items()}
     if flow:
         out.update({FLOW_PREFIX + k[len(flow):]: v for k, v in sd.items()
                     if k.startswith(flow) and k[len(flow):] not in ("loc", "cov")})
@@ -74,13 +82,18 @@ def from_mmpose(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict]:
     mu, sig = _interleaved_rows(k)
     out["model.head.fc.weight"] = torch.cat([w[mu], w[sig]])
     out["model.head.fc.bias"] = torch.cat([b[mu] - 0.5, b[sig]])
-    return out, {"num_joints": k}
+    return out, {"num_joints": k, **overrides}
 
 
 def to_mmpose(ours: dict[str, Tensor], version: int = 1) -> dict[str, Tensor]:
     """Inverse of :func:`from_mmpose` in MMPose ``version`` 1 (``head.``) or 0 (``keypoint_head.``) names."""
     head, loss = ("head.", "head.loss_module.flow_model.") if version == 1 else ("keypoint_head.", "keypoint_head.loss.flow_model.")
-    sd = {"backbone." + k[len("model.backbone."):]: v for k, v in ours.items() if k.startswith("model.backbone.")}
+    sd = {k[len("model.backbone."):]: v for k, v in ours.items() if k.startswith("model.backbone.")}
+    if "features.0.0.weight" in sd:  # MobileNetV2: MMPose names its layers its own way
+        from rlepose.models.mobilenet import torchvision_to_mmpose_names
+
+        sd = torchvision_to_mmpose_names(sd)
+    sd = {"backbone." + k: v for k, v in sd.items()}
     sd.update({loss + k[len(FLOW_PREFIX):]: v for k, v in ours.items() if k.startswith(FLOW_PREFIX)})
     w, b = ours["model.head.fc.weight"], ours["model.head.fc.bias"]
     k = w.shape[0] // 4
@@ -107,7 +120,7 @@ def convert_checkpoint(source: str | Path, dest: str | Path, kind: str, backbone
     else:
         raise ValueError(f"unknown checkpoint kind {kind!r}: official or mmpose")
     config = config_to_dict(base or ExperimentConfig())
-    config["model"].update(backbone=backbone, head="regression", dim=2, **overrides)
+    config["model"].update(backbone=overrides.pop("backbone", backbone), head="regression", dim=2, **overrides)
     # the imported flow is a density of x̄ under its source's loss: keep that loss (RealNVP, unit base)
     config["loss"].update(name="rle", form=kind, scale="joint", standardize=False, flow_base_std=1.0, flow_zero_init=False,
                           log_s_grid=None)

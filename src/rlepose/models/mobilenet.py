@@ -85,3 +85,52 @@ class MobileNetV2(nn.Module):
 
 def mobilenet_v2(width: float = 1.0, num_classes: int = 0) -> MobileNetV2:
     return MobileNetV2(width, num_classes)
+
+
+def _block_layout(width: float = 1.0) -> list[tuple[str, int, bool]]:
+    """(MMPose block name ``layer{i}.{j}``, torchvision index in ``features``, has expansion)."""
+    out, index = [], 1
+    for i, (t, _c, n, _s) in enumerate(_SETTINGS):
+        for j in range(n):
+            out.append((f"layer{i + 1}.{j}", index, t != 1))
+            index += 1
+    return out
+
+
+def _name_table() -> dict[str, str]:
+    """MMPose prefix → torchvision prefix for every layer of MobileNetV2 (width-independent)."""
+    last = 1 + sum(n for *_, n, _ in _SETTINGS)
+    table = {"conv1.conv.": "features.0.0.", "conv1.bn.": "features.0.1.",
+             "conv2.conv.": f"features.{last}.0.", "conv2.bn.": f"features.{last}.1."}
+    for block, index, expands in _block_layout():
+        convs = 3 if expands else 2  # mmcv ConvModules (conv + bn); the last one is the projection
+        for m in range(convs):
+            if m < convs - 1:  # torchvision: Conv2dNormActivation (0 conv, 1 bn)
+                table[f"{block}.conv.{m}.conv."] = f"features.{index}.conv.{m}.0."
+                table[f"{block}.conv.{m}.bn."] = f"features.{index}.conv.{m}.1."
+            else:  # torchvision: a bare Conv2d then BatchNorm2d
+                table[f"{block}.conv.{m}.conv."] = f"features.{index}.conv.{m}."
+                table[f"{block}.conv.{m}.bn."] = f"features.{index}.conv.{m + 1}."
+    return table
+
+
+def _rename(sd: dict, table: dict[str, str], what: str) -> dict:
+    out = {}
+    for key, value in sd.items():
+        prefix = max((p for p in table if key.startswith(p)), key=len, default=None)
+        if prefix is None:
+            raise KeyError(f"{key!r} is not a MobileNetV2 parameter in {what}'s names")
+        out[table[prefix] + key[len(prefix):]] = value
+    return out
+
+
+def mmpose_to_torchvision_names(sd: dict) -> dict:
+    """A MobileNetV2 state dict in MMPose's names (``conv1.conv``, ``layer{i}.{j}.conv.{m}.conv``/
+    ``.bn``, ``conv2``: mmcv ``ConvModule`` layers) → torchvision's names. Keys are the
+    backbone's own (no ``backbone.`` prefix); an unknown key raises ``KeyError``."""
+    return _rename(sd, _name_table(), "MMPose")
+
+
+def torchvision_to_mmpose_names(sd: dict) -> dict:
+    """Inverse of :func:`mmpose_to_torchvision_names`."""
+    return _rename(sd, {tv: mm for mm, tv in _name_table().items()}, "torchvision")
