@@ -1,5 +1,6 @@
-"""CPU inference: ResNet-50 + regression head (RLE's model) vs. ResNet-50 SimpleBaseline heatmaps,
-each on three backends, and the predictor end to end, all in one run on one machine.
+"""CPU inference: ResNet-50 + regression head (RLE's model) vs. ResNet-50 SimpleBaseline heatmaps
+and MobileNetV2 + regression head, each on three backends; the predictor end to end; a person
+detector + pose on a photo and a video; all in one run on one machine.
 
     python benchmarks/inference_speed.py [--repeats 20] [--batch 32] [--out benchmarks/results/inference_speed.json]
 
@@ -14,6 +15,9 @@ each on three backends, and the predictor end to end, all in one run on one mach
 * Predictor end to end on a 640×480 image with 1 and 32 person boxes, flip test on: the
   previous predictor (per-box transform, original and flipped crops in two separate runs,
   plain eager model) against today's ``PosePredictor`` on each backend.
+* Person detector (HOG always; ``--detector`` adds e.g. a YOLOX .onnx) + ResNet-50 RLE on a
+  640×480 photo with one person: ms per photo for each pose backend, and frames per second
+  through ``predict_video`` on a 16-frame clip of it.
 * The paper's Table 5: parameters and multiply-adds (deconvolutions counted per output pixel as
   the paper does; see rlepose.models.complexity).
 
@@ -47,6 +51,7 @@ PAPER_TABLE5 = {"regression": {"params": 23.6e6, "gflops": 4.0, "head_gflops": 0
 # predictor, which this script measures.
 MMPOSE_OVER_PREVIOUS = {"people_s_32": 7.9 / 7.1, "latency_ms_1": 101.0 / 94.0}
 INPUT = (256, 192)
+MODEL_NAMES = {"resnet50": "ResNet-50", "mobilenet_v2": "MobileNetV2"}
 
 
 def median_time(fn, repeats: int, warmup: int = 2) -> float:
@@ -93,13 +98,13 @@ def network_rows(args, peak: float, tmp: Path) -> list[dict]:
     rows = []
     x1, xb = torch.randn(1, 3, *INPUT), torch.randn(args.batch, 3, *INPUT)
     slow_repeats = max(3, args.repeats // 5)
-    for head in ("regression", "heatmap"):
+    for backbone, head in (("resnet50", "regression"), ("resnet50", "heatmap"), ("mobilenet_v2", "regression")):
         torch.manual_seed(0)
-        model = build_pose_model(ModelConfig("resnet50", head)).eval()
+        model = build_pose_model(ModelConfig(backbone, head)).eval()
         cost = complexity(model, (1, 3, *INPUT), deconv="output")  # the paper's rule, for Table 5
         macs = complexity(model, (1, 3, *INPUT)).macs  # what is computed (PyTorch's rule), for the peak fraction
         fast = TorchBackend(model, INPUT)
-        ort = OnnxBackend(export_onnx(model, tmp / f"{head}.onnx", INPUT, {"benchmark": True}))
+        ort = OnnxBackend(export_onnx(model, tmp / f"{backbone}_{head}.onnx", INPUT, {"benchmark": True}))
         backends = {"eager (before)": lambda x: InferenceGraph(model)(x), "eager (optimized)": fast,
                     "onnxruntime": ort}
         with torch.no_grad():
@@ -110,7 +115,7 @@ def network_rows(args, peak: float, tmp: Path) -> list[dict]:
                 batch_time = median_time(lambda: fn(xb), slow_repeats, warmup=1)
                 diff = (fn(xb[:4])[0] - ref).abs().max().item()
             throughput = args.batch / batch_time
-            rows.append({"head": head, "backend": name, "params": cost.params, "gmacs": cost.macs / 1e9,
+            rows.append({"model": MODEL_NAMES[backbone], "head": head, "backend": name, "params": cost.params, "gmacs": cost.macs / 1e9,
                          "head_gmacs": cost.head_macs / 1e9, "latency_ms": 1e3 * latency,
                          "throughput_img_s": throughput, "peak_fraction": 2 * macs * throughput / peak,
                          "max_abs_diff": diff, "paper": PAPER_TABLE5[head]})
@@ -149,7 +154,43 @@ def predictor_rows(args, tmp: Path) -> list[dict]:
     for r in rows:
         r["speedup_vs_mmpose_32"] = r["people_s_32"] / mmpose["people_s_32"]
         r["speedup_vs_mmpose_1"] = mmpose["latency_ms_1"] / r["latency_ms_1"]
-    return rows + [mmpose]
+    return rows + [mmpose], ckpt
+
+
+def photo_rows(args, tmp: Path, ckpt: Path) -> list[dict]:
+    """Person detector + ResNet-50 RLE on one 640×480 photo with one person, end to end (flip
+    test on), per backend; and frames per second of the same on a 16-frame video of that photo."""
+    import cv2
+
+    from rlepose.detection import build_detector
+    from rlepose.predict import predict_video
+
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    person = [[250.0, 80.0, 140.0, 360.0]]
+    detectors = {"hog": build_detector("hog")}
+    if args.detector:
+        detectors[Path(args.detector).stem] = build_detector(args.detector)
+    clip = tmp / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (640, 480))
+    for _ in range(16):
+        writer.write(photo)
+    writer.release()
+    rows = []
+    for backend in ("torch", "onnxruntime"):
+        predictor = PosePredictor.from_checkpoint(ckpt, backend=backend, detector=None)
+        pose_ms = 1e3 * median_time(lambda: predictor.predict(photo, person), args.repeats)
+        for name, detector in detectors.items():
+            det_ms = 1e3 * median_time(lambda: detector(photo), args.repeats)
+
+            def one_person(frame, _d=detector):  # the detector runs; the pose model always gets one person
+                _d(frame)
+                return np.array(person), np.ones(1)
+
+            video = predict_video(predictor, clip, tmp / "video.json", detector=one_person, progress=False)
+            rows.append({"detector": name, "pose_backend": backend, "detector_ms": det_ms, "pose_ms": pose_ms,
+                         "photo_ms": det_ms + pose_ms, "video_fps": video["fps"]})
+    return rows
 
 
 def main() -> None:
@@ -157,15 +198,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--out", default="benchmarks/results/inference_speed.json")
+    parser.add_argument("--detector", help="also time this detector (a YOLOX .onnx path or a name `rlepose predict "
+                                           "--detector` takes); HOG is always timed")
     args = parser.parse_args()
     torch.manual_seed(0)
     peak = matmul_peak(args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         rows = network_rows(args, peak, Path(tmp))
-        predictors = predictor_rows(args, Path(tmp))
+        predictors, ckpt = predictor_rows(args, Path(tmp))
+        photos = photo_rows(args, Path(tmp), ckpt)
 
-    def row(head, backend):
-        return next(r for r in rows if r["head"] == head and r["backend"] == backend)
+    def row(head, backend, model="ResNet-50"):
+        return next(r for r in rows if r["head"] == head and r["backend"] == backend and r["model"] == model)
 
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     reg, hm = row("regression", backends[0]), row("heatmap", backends[0])
@@ -180,12 +224,12 @@ def main() -> None:
         ratios[f"optimized_over_onnxruntime_b{args.batch}[{head}]"] = (
             row(head, "eager (optimized)")["throughput_img_s"] / row(head, "onnxruntime")["throughput_img_s"])
 
-    print(f"ResNet-50 at 256×192 on CPU ({torch.get_num_threads()} threads), decoding included; "
-          f"fp32 matmul peak measured now: {peak / 1e9:.0f} GFLOP/s")
-    print(f"{'head':>10} {'backend':>18} {'params':>7} {'GMACs':>6} {'lat. b=1':>9} "
+    print(f"256×192 crops on CPU ({torch.get_num_threads()} threads), decoding included; "
+          f"fp32 matmul rate measured now: {peak / 1e9:.0f} GFLOP/s")
+    print(f"{'model':>12} {'head':>10} {'backend':>18} {'params':>7} {'GMACs':>6} {'lat. b=1':>9} "
           f"{f'img/s b={args.batch}':>11} {'of peak':>8} {'max |Δ|':>8}")
     for r in rows:
-        print(f"{r['head']:>10} {r['backend']:>18} {r['params'] / 1e6:6.1f}M {r['gmacs']:6.2f} "
+        print(f"{r['model']:>12} {r['head']:>10} {r['backend']:>18} {r['params'] / 1e6:6.1f}M {r['gmacs']:6.2f} "
               f"{r['latency_ms']:7.1f}ms {r['throughput_img_s']:11.1f} {100 * r['peak_fraction']:7.0f}% "
               f"{r['max_abs_diff']:8.1e}")
     print(f"multiply-adds heatmap/regression: {ratios['macs_heatmap_over_regression']:.2f}× "
@@ -202,9 +246,14 @@ def main() -> None:
         vs = (f"{r['speedup_vs_mmpose_1']:.2f}× / {r['speedup_vs_mmpose_32']:.2f}×"
               if "speedup_vs_mmpose_1" in r else "1 / 1")
         print(f"{r['predictor']:>40} {r['latency_ms_1']:8.1f}ms {r['people_s_32']:8.1f} p/s {vs:>17}")
+    print(f"\nPerson detector + ResNet-50 RLE, 640×480 photo with one person, flip test on")
+    print(f"{'detector':>10} {'pose backend':>13} {'detector':>9} {'pose':>8} {'photo':>8} {'video':>10}")
+    for r in photos:
+        print(f"{r['detector']:>10} {r['pose_backend']:>13} {r['detector_ms']:7.1f}ms {r['pose_ms']:6.1f}ms "
+              f"{r['photo_ms']:6.1f}ms {r['video_fps']:6.1f} fps")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threads": torch.get_num_threads(), "batch": args.batch,
+    out.write_text(json.dumps({"threads": torch.get_num_threads(), "batch": args.batch, "photos": photos,
                                "matmul_peak_gflops": peak / 1e9, "rows": rows, "predictors": predictors,
                                "mmpose_over_previous": MMPOSE_OVER_PREVIOUS, "ratios": ratios}, indent=2))
     print(f"written to {out}")

@@ -87,17 +87,17 @@ def main() -> None:
     for name in ("l1", "rle"):
         rows[name] = time_training(dl, name, args.backbone, args.steps)
     rows["rle_channels_last"] = time_training(dl, "rle", args.backbone, args.steps, channels_last=True)
-    rows["rle_live"] = time_training(dl, "rle", args.backbone, args.steps, live=True)
+    rows["rle_live"] = time_training(dl, "rle", args.backbone, args.steps, channels_last=True, live=True)
     ratio = rows["rle"] / rows["l1"]
     ratios = {"rle_over_l1": ratio, "channels_last_over_default": rows["rle_channels_last"] / rows["rle"],
-              "live_over_preloaded": rows["rle_live"] / rows["rle"], "pipeline_over_training": rows["pipeline"] / rows["rle"]}
+              "live_over_preloaded": rows["rle_live"] / rows["rle_channels_last"], "pipeline_over_training": rows["pipeline"] / rows["rle"]}
     print(f"{args.backbone} at {args.input[0]}×{args.input[1]}, batch {args.batch}, CPU {torch.get_num_threads()} threads")
     print(f"{'what':>22} {'images/s':>9}")
     print(f"{'data pipeline alone':>22} {rows['pipeline']:9.1f}")
     print(f"{'train step, L1':>22} {rows['l1']:9.1f}")
     print(f"{'train step, RLE':>22} {rows['rle']:9.1f}")
     print(f"{'RLE, channels-last':>22} {rows['rle_channels_last']:9.1f}")
-    print(f"{'RLE, fed live':>22} {rows['rle_live']:9.1f}   ({args.workers} loader workers sharing the CPU)")
+    print(f"{'RLE, ch.-last, live':>22} {rows['rle_live']:9.1f}   ({args.workers} loader workers sharing the CPU)")
     print(f"RLE/L1 throughput: {ratio:.3f} (flow overhead {100 * (1 - ratio):.1f}%); "
           f"pipeline/training: {ratios['pipeline_over_training']:.1f}×; channels-last/default: "
           f"{ratios['channels_last_over_default']:.2f}×; live/pre-loaded: {ratios['live_over_preloaded']:.2f}×")

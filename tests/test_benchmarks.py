@@ -28,11 +28,14 @@ def test_inference_speed_small(tmp_path):
     out = tmp_path / "inf.json"
     run_script("inference_speed.py", "--repeats", "2", "--batch", "2", "--out", str(out))
     data = json.loads(out.read_text())
-    assert {(r["head"], r["backend"]) for r in data["rows"]} == {
-        (h, b) for h in ("regression", "heatmap") for b in ("eager (before)", "eager (optimized)", "onnxruntime")}
+    assert {(r["model"], r["head"], r["backend"]) for r in data["rows"]} == {
+        (m, h, b) for m, h in (("ResNet-50", "regression"), ("ResNet-50", "heatmap"), ("MobileNetV2", "regression"))
+        for b in ("eager (before)", "eager (optimized)", "onnxruntime")}
     assert all(r["max_abs_diff"] < 1e-3 for r in data["rows"])  # every backend computes the same model
     assert data["matmul_peak_gflops"] > 0 and all(r["peak_fraction"] > 0 for r in data["rows"])
     assert data["ratios"]["macs_heatmap_over_regression"] == pytest.approx(9.65 / 4.0, rel=0.01)
+    assert {(p["detector"], p["pose_backend"]) for p in data["photos"]} == {("hog", "torch"), ("hog", "onnxruntime")}
+    assert all(p["photo_ms"] > p["pose_ms"] > 0 and p["video_fps"] > 0 for p in data["photos"])
     assert [p["predictor"] for p in data["predictors"]][:3] == [
         "previous predictor", "PosePredictor torch", "PosePredictor onnxruntime"]
 

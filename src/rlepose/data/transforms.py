@@ -199,12 +199,12 @@ class TopDownTransform:
                 rotation = float(rng.uniform(-cfg.rotation_factor, cfg.rotation_factor))
             if self.spec.flip_pairs and rng.random() < cfg.flip_prob:
                 flip_width = image.shape[1]
-            if cfg.color_jitter > 0:
-                image = color_jitter(image, cfg.color_jitter, rng)
         matrix = affine_matrix(center, size, rotation, cfg.input_size, flip_width)
         out_h, out_w = cfg.input_size
         crop = cv2.warpAffine(image, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        if self.train and cfg.color_jitter > 0:  # on the crop: a fraction of the image's pixels
+            crop = color_jitter(crop, cfg.color_jitter, rng)
         points = apply_affine(keypoints, matrix)
         weight = (visible > 0).astype(np.float32)
         if flip_width is not None:
