@@ -102,6 +102,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibration(args: argparse.Namespace) -> int:
+    """``rlepose analyze calibration``: reliability, coverage, confidence/OKS; PNG + JSON."""
+    from rlepose.analysis.calibration import analyze_calibration
+    from rlepose.training.config import load_config
+    from rlepose.training.run import load_module
+
+    module = load_module(args.checkpoint, trust=args.trust_checkpoint)
+    s = analyze_calibration(module, load_config(args.config, args.overrides), args.out,
+                            title=f"{Path(args.checkpoint).name}: calibration on held-out crops")
+    rel, inst = s["reliability"], s["instance_confidence_vs_oks"]
+    print(f"{s['crops']} held-out crops; mean |error| predicted {rel['predicted_mean']:.4f}, observed "
+          f"{rel['observed_mean']:.4f} (normalized crop units)")
+    print("coverage of central intervals: " + ", ".join(
+        f"{int(100 * lv)}% → {100 * s['coverage'][str(lv)]['overall']:.1f}%" for lv in s["nominal"]))
+    print(f"instance confidence vs OKS: Pearson {inst['pearson']:.3f}, Spearman {inst['spearman']:.3f} "
+          f"(n = {inst['n']}, mean OKS {s['mean_oks']:.3f})")
+    print(f"figure: {s['png']}; numbers: {Path(args.out) / 'calibration.json'}")
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     """``rlepose analyze density``: the learned density of x̄, its Gaussian/Laplace fits and,
     with ``--config``, the held-out residuals; PNG + JSON in ``--out``."""
@@ -289,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
     dens.add_argument("--out", default="outputs/analyze")
     dens.add_argument("--trust-checkpoint", action="store_true", help="unpickle the checkpoint fully (trusted files only)")
     dens.set_defaults(func=cmd_analyze)
+    cal = an_sub.add_parser("calibration", help="reliability of σ̂, coverage of the learned intervals, confidence vs OKS")
+    cal.add_argument("--checkpoint", required=True)
+    cal.add_argument("--config", required=True, help="a config whose validation split is analysed")
+    cal.add_argument("overrides", nargs="*")
+    cal.add_argument("--out", default="outputs/analyze")
+    cal.add_argument("--trust-checkpoint", action="store_true", help="unpickle the checkpoint fully (trusted files only)")
+    cal.set_defaults(func=cmd_calibration)
 
     models = sub.add_parser("models", help="list pretrained models (name, source, licence, dataset, score, cached)")
     models.set_defaults(func=cmd_models)

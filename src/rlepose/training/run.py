@@ -235,18 +235,29 @@ def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs):
 
 
 @torch.no_grad()
-def heldout_predictions(module, cfg: ExperimentConfig) -> tuple[torch.Tensor, ...]:
-    """µ̂, σ̂, µg and joint weights (N, K, D) on the validation crops of a top-down regression
-    model, without flip, in normalized crop units."""
+def heldout_arrays(module, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
+    """On the validation crops of a top-down regression model, without flip: ``mu``, ``sigma``,
+    ``target`` (N, K, D) normalized crop units, ``weight`` (N, K), and per crop ``size`` (N, 2)
+    pixels and the object's ``area`` (N,) pixels²."""
     loader, _ = val_loader(cfg, keypoint_spec(cfg))
     module.eval()
-    parts = []
+    parts: dict[str, list] = {k: [] for k in ("mu", "sigma", "target", "weight", "size", "area")}
     for batch in loader:
         if batch is None:
             continue
         mu, sigma = module.model(batch["image"])
-        parts.append((mu, sigma, batch["target"], batch["target_weight"]))
-    return tuple(torch.cat(p) for p in zip(*parts))
+        for key, value in (("mu", mu), ("sigma", sigma), ("target", batch["target"]),
+                           ("weight", batch["target_weight"]), ("size", batch["size"]),
+                           ("area", torch.as_tensor(batch["area"]))):
+            parts[key].append(value)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def heldout_predictions(module, cfg: ExperimentConfig) -> tuple[torch.Tensor, ...]:
+    """µ̂, σ̂, µg and joint weights (N, K, D) on the validation crops of a top-down regression
+    model, without flip, in normalized crop units."""
+    a = heldout_arrays(module, cfg)
+    return a["mu"], a["sigma"], a["target"], a["weight"]
 
 
 def init_from_checkpoint(module, checkpoint: str | Path, trust: bool = False) -> None:
