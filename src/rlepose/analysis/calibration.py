@@ -148,7 +148,7 @@ def plot_calibration(summary: dict, joint_names: list[str], out_file: Path, titl
     top = max(max(pred), max(obs)) * 1.1
     axes[0].plot([0, top], [0, top], color="gray", lw=1, label="perfect calibration")
     axes[0].plot(pred, obs, "o-", color="tab:blue", label="held-out joints (σ̂ deciles)")
-    axes[0].set(title="reliability: predicted vs observed mean |error|", xlabel="predicted mean |µ̂ − µg|, σ̂·E|x̄| "
+    axes[0].set(title="reliability of σ̂\npredicted vs observed mean |error|", xlabel="predicted mean |µ̂ − µg|, σ̂·E|x̄| "
                 "(normalized crop units)", ylabel="observed mean |µ̂ − µg| (normalized crop units)",
                 xlim=(0, top), ylim=(0, top))
     axes[0].legend(fontsize=8)
@@ -160,7 +160,7 @@ def plot_calibration(summary: dict, joint_names: list[str], out_file: Path, titl
         axes[1].bar(xs + i * width, [100 * summary["coverage"][str(lv)]["per_coordinate"][i] for lv in levels], width,
                     label=f"observed, {name}")
     axes[1].set_xticks(xs, [f"{int(100 * lv)}%" for lv in levels])
-    axes[1].set(title="coverage of the learned density's central intervals", xlabel="interval",
+    axes[1].set(title="coverage of the learned density's\ncentral intervals", xlabel="interval",
                 ylabel="labels inside (%)", ylim=(0, 105))
     axes[1].legend(fontsize=8)
     rho = [c["spearman"] for c in summary["joint_confidence_vs_similarity"]]
@@ -168,7 +168,7 @@ def plot_calibration(summary: dict, joint_names: list[str], out_file: Path, titl
     axes[2].set_yticks(np.arange(len(rho)), joint_names, fontsize=7)
     axes[2].invert_yaxis()
     inst = summary["instance_confidence_vs_oks"]
-    axes[2].set(title=f"confidence vs OKS (instances: Pearson {inst['pearson']:.2f}, Spearman {inst['spearman']:.2f})",
+    axes[2].set(title=f"confidence vs OKS\n(instances: Pearson {inst['pearson']:.2f}, Spearman {inst['spearman']:.2f})",
                 xlabel="Spearman ρ, joint confidence vs keypoint similarity")
     axes[2].axvline(0, color="gray", lw=1)
     if title:
