@@ -131,3 +131,116 @@ def test_cli_analyze_calibration_on_rendered_data(tmp_path, capsys):
     summary = json.loads((tmp_path / "o/calibration.json").read_text())
     assert summary["crops"] >= 6 and len(summary["joint_confidence_vs_similarity"]) == 17
     assert (tmp_path / "o/calibration.png").stat().st_size > 10_000
+
+
+# --- occlusion and truncation ------------------------------------------------------------------
+
+from torch import nn  # noqa: E402
+
+from rlepose.analysis.occlusion import gray_value, occlusion_tables  # noqa: E402
+from rlepose.analysis.truncation import cut_box, pck_inside_outside, truncation_table  # noqa: E402
+
+
+class _Lookup(nn.Module):
+    """µ̂ fixed at K points; σ̂ of joint k = how far the image is from gray in a 5×5 window at
+    its point: a model that sees exactly there and nowhere else."""
+
+    def __init__(self, points_px, input_size, sees=True):
+        super().__init__()
+        self.points, self.size, self.sees = points_px, input_size, sees
+        self.is_heatmap = False
+
+    def inference(self, images):
+        h, w = self.size
+        n, k = len(images), len(self.points)
+        kp = torch.tensor([[(x / w - 0.5, y / h - 0.5) for x, y in self.points]]).float().expand(n, k, 2)
+        sigma = torch.zeros(n, k, 2)
+        if self.sees:
+            for i, (x, y) in enumerate(self.points):
+                window = images[:, :, y - 2 : y + 3, x - 2 : x + 3] - gray_value()
+                sigma[:, i] = window.abs().mean(dim=(1, 2, 3))[:, None]
+        return {"keypoints": kp, "sigma": sigma, "joint_confidence": 1 - sigma.mean(-1)}
+
+
+def test_occlusion_table_lands_on_the_occluded_joint():
+    h, w = 64, 48
+    points = [(8, 8), (40, 8), (8, 56), (40, 56), (24, 32)]
+    k = len(points)
+    target = torch.tensor([[(x / w - 0.5, y / h - 0.5) for x, y in points]]).float().expand(3, k, 2)
+    weight = torch.ones(3, k)
+    weight[0, 4] = 0  # an unlabelled joint is never occluded and never counted
+    batch = {"image": torch.randn(3, 3, h, w) + 1.0, "target": target, "target_weight": weight}
+    # square side 0.2 · 64 / 1.25 = 10.24 px: covers a joint's 5×5 window and no other
+    table = occlusion_tables(_Lookup(points, (h, w)), [batch], (h, w), size=0.2)
+    unc, err = np.array(table["delta_uncertainty"]), np.array(table["delta_error_px"])
+    assert table["square_side_px"] == pytest.approx(10.24)
+    assert (np.diag(unc) < -0.5).all() and np.abs(unc - np.diag(np.diag(unc))).max() == 0
+    assert np.abs(err).max() == 0 and table["occluded_crops"] == [3, 3, 3, 3, 2]
+    blind = occlusion_tables(_Lookup(points, (h, w), sees=False), [batch], (h, w), size=0.2)
+    assert np.abs(np.array(blind["delta_uncertainty"])).max() == 0 and blind["uncertainty_rise_on_occluded_joint"] == 0
+
+
+def test_truncation_pck_against_a_model_that_predicts_the_crop_centre(tmp_path):
+    """Predicting the crop centre, which is the centre of the cut box: the joints within 0.1 ×
+    the box's longer side of that point, counted by hand, are the hits."""
+    from rlepose.data.keypoints import COCO_KEYPOINTS
+    from rlepose.data.synthetic import SyntheticConfig, write_dataset
+    from rlepose.data.datasets import load_coco_instances
+    from rlepose.data.transforms import TopDownTransform, TransformConfig
+
+    assert list(cut_box(np.array([10.0, 20, 30, 100]), 0.25)) == [10, 20, 30, 75]
+    ann = write_dataset(tmp_path, SyntheticConfig(num_images=8, seed=4), "val")
+    instances = load_coco_instances(ann, tmp_path / "val")
+
+    class Centre(nn.Module):
+        def inference(self, images):
+            return {"keypoints": torch.zeros(len(images), 17, 2)}
+
+    transform = TopDownTransform(TransformConfig(input_size=(64, 48)), COCO_KEYPOINTS, train=False)
+    rows = truncation_table(Centre(), instances, transform, fractions=(0.0, 0.4))
+    for row, f in zip(rows, (0.0, 0.4)):
+        hits = n = 0
+        for inst in instances:
+            x, y, w, h = inst.box
+            centre = np.array([x + w / 2, y + h * (1 - f) / 2])
+            d = np.linalg.norm(inst.keypoints - centre, axis=1)
+            ok = inst.visible > 0
+            hits += (d[ok] <= 0.1 * max(w, h) + 0.05).sum()  # pixel-centre rounding of the crop centre
+            n += ok.sum()
+        total = row["inside"]["n"] + row["outside"]["n"]
+        assert total == n
+        pck = (row["inside"]["pck"] * row["inside"]["n"] + (row["outside"]["pck"] * row["outside"]["n"] if row["outside"]["n"] else 0)) / total
+        assert pck * total == pytest.approx(hits, abs=2)
+    assert rows[1]["outside"]["n"] > rows[0]["outside"]["n"]  # cutting 40% leaves legs outside
+    out = pck_inside_outside(np.zeros((1, 2, 2)), np.array([[[0.0, 1.0], [0.0, 3.0]]]), np.array([[True, True]]),
+                             np.array([[True, False]]), np.array([2.0]))
+    assert out == {"inside": {"pck": 1.0, "n": 1}, "outside": {"pck": 0.0, "n": 1}}
+
+
+def test_cli_occlusion_and_truncation_for_regression_and_heatmap(tmp_path, capsys):
+    from rlepose.cli import main
+    from rlepose.data.synthetic import SyntheticConfig, write_dataset
+    from rlepose.training.config import config_from_dict, config_to_dict
+    from rlepose.training.module import PoseModule
+
+    write_dataset(tmp_path / "data", SyntheticConfig(num_images=4, seed=6), "val")
+    ckpts = []
+    for head, loss in (("regression", "rle"), ("heatmap", "heatmap_mse")):
+        cfg = config_from_dict({"name": head, "model": {"backbone": "resnet18", "head": head}, "loss": {"name": loss},
+                                "transform": {"input_size": [64, 48]},
+                                "data": {"root": str(tmp_path / "data"), "val_ann": "val.json", "val_images": "val",
+                                         "num_workers": 0}})
+        torch.save({"state_dict": PoseModule.from_config(cfg).state_dict(),
+                    "hyper_parameters": {"config": config_to_dict(cfg)}}, tmp_path / f"{head}.ckpt")
+        (tmp_path / f"{head}.json").write_text(json.dumps(config_to_dict(cfg)))
+        ckpts.append(str(tmp_path / f"{head}.ckpt"))
+        assert main(["analyze", "occlusion", "--checkpoint", ckpts[-1], "--config", str(tmp_path / f"{head}.json"),
+                     "--out", str(tmp_path / head)]) == 0
+        r = json.loads((tmp_path / head / "occlusion.json").read_text())
+        assert np.array(r["delta_uncertainty"]).shape == (17, 17) and (tmp_path / head / "occlusion.png").is_file()
+        assert "labelled_occluded_vs_visible" in r  # the rendered data marks its occluded joints
+    assert "occluding a joint changes" in capsys.readouterr().out
+    assert main(["analyze", "truncation", "--checkpoint", *ckpts, "--config", str(tmp_path / "regression.json"),
+                 "--out", str(tmp_path / "t")]) == 0
+    s = json.loads((tmp_path / "t/truncation.json").read_text())
+    assert len(s["tables"]) == 2 and all(len(rows) == 4 for rows in s["tables"].values())

@@ -122,6 +122,47 @@ def cmd_calibration(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_occlusion(args: argparse.Namespace) -> int:
+    """``rlepose analyze occlusion``: K×K changes of error and uncertainty; PNG + JSON."""
+    from rlepose.analysis.occlusion import analyze_occlusion
+    from rlepose.training.config import load_config
+    from rlepose.training.run import load_module
+
+    module = load_module(args.checkpoint, trust=args.trust_checkpoint)
+    r = analyze_occlusion(module, load_config(args.config, args.overrides), args.out, size=args.size,
+                          title=f"{Path(args.checkpoint).name}: gray square over one joint at a time")
+    print(f"occluding a joint changes its {r['uncertainty']} by {r['uncertainty_rise_on_occluded_joint']:+.4f} "
+          f"(other joints {r['uncertainty_change_elsewhere']:+.4f}) and its error by "
+          f"{r['error_rise_on_occluded_joint_px']:+.2f} px")
+    if "labelled_occluded_vs_visible" in r:
+        c = r["labelled_occluded_vs_visible"]
+        print(f"joints the data marks occluded (v=1): mean uncertainty {c['occluded_mean']:.4f} against "
+              f"{c['visible_mean']:.4f} for visible ones ({c['ratio']:.2f}×)")
+    print(f"figure: {r['png']}; numbers: {Path(args.out) / 'occlusion.json'}")
+    return 0
+
+
+def cmd_truncation(args: argparse.Namespace) -> int:
+    """``rlepose analyze truncation``: PCK inside and outside cut crops, per checkpoint; PNG + JSON."""
+    from rlepose.analysis.truncation import analyze_truncation
+    from rlepose.training.config import load_config
+    from rlepose.training.run import load_module
+
+    modules = {}
+    for path in args.checkpoint:
+        module = load_module(path, trust=args.trust_checkpoint)
+        modules[f"{module.cfg.model.head} ({Path(path).parent.parent.name or Path(path).stem})"] = module
+    s = analyze_truncation(modules, load_config(args.config, args.overrides), args.out,
+                           tuple(args.fractions), args.alpha)
+    for name, rows in s["tables"].items():
+        print(name)
+        for r in rows:
+            print(f"  cut {100 * r['fraction']:4.0f}%: PCK@{args.alpha} inside {100 * r['inside']['pck']:5.1f}% "
+                  f"(n={r['inside']['n']}), outside {100 * r['outside']['pck']:5.1f}% (n={r['outside']['n']})")
+    print(f"figure: {s['png']}; numbers: {Path(args.out) / 'truncation.json'}")
+    return 0
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     """``rlepose analyze density``: the learned density of x̄, its Gaussian/Laplace fits and,
     with ``--config``, the held-out residuals; PNG + JSON in ``--out``."""
@@ -316,6 +357,23 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", default="outputs/analyze")
     cal.add_argument("--trust-checkpoint", action="store_true", help="unpickle the checkpoint fully (trusted files only)")
     cal.set_defaults(func=cmd_calibration)
+    occ = an_sub.add_parser("occlusion", help="a gray square over each joint: K×K changes of error and σ̂")
+    occ.add_argument("--checkpoint", required=True)
+    occ.add_argument("--config", required=True, help="a config whose validation split is analysed")
+    occ.add_argument("overrides", nargs="*")
+    occ.add_argument("--size", type=float, default=0.2, help="square side as a fraction of the person box height")
+    occ.add_argument("--out", default="outputs/analyze")
+    occ.add_argument("--trust-checkpoint", action="store_true", help="unpickle the checkpoint fully (trusted files only)")
+    occ.set_defaults(func=cmd_occlusion)
+    tr = an_sub.add_parser("truncation", help="boxes cut from below: PCK of joints inside and outside the crop")
+    tr.add_argument("--checkpoint", required=True, nargs="+", help="one or more (e.g. a regression and a heatmap model)")
+    tr.add_argument("--config", required=True, help="a config whose validation split is analysed")
+    tr.add_argument("overrides", nargs="*")
+    tr.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.2, 0.3, 0.4])
+    tr.add_argument("--alpha", type=float, default=0.1, help="PCK threshold as a fraction of the box's longer side")
+    tr.add_argument("--out", default="outputs/analyze")
+    tr.add_argument("--trust-checkpoint", action="store_true", help="unpickle the checkpoint fully (trusted files only)")
+    tr.set_defaults(func=cmd_truncation)
 
     models = sub.add_parser("models", help="list pretrained models (name, source, licence, dataset, score, cached)")
     models.set_defaults(func=cmd_models)

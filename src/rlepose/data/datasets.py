@@ -44,6 +44,7 @@ class Instance:
     record: str = ""
     head_size: float | None = None
     depth: np.ndarray | None = None  # (K,) root-relative depth in mm, for 3-D samples
+    flags: np.ndarray | None = None  # (K,) the file's own visibility flags (COCO: 0, 1 occluded, 2 visible)
     extra: dict = field(default_factory=dict)
 
 
@@ -160,7 +161,7 @@ def load_coco_instances(ann_file: str | Path, image_root: str | Path, spec: Keyp
             _fail(f"{rec}: degenerate or missing bbox {ann.get('bbox')}", on_error)
             continue
         instances.append(Instance(image_root / img["file_name"], img["id"], box, kps[:, :2], visible, 1.0,
-                                  float(ann.get("area", box[2] * box[3])), rec))
+                                  float(ann.get("area", box[2] * box[3])), rec, flags=kps[:, 2].copy()))
     return instances
 
 
