@@ -221,10 +221,11 @@ def test_training_from_a_converted_official_checkpoint_keeps_its_flow(tmp_path):
 
 
 def test_demo_end_to_end_small(tmp_path, capsys):
-    code = main(["demo", "--out", str(tmp_path / "demo"), "--train-images", "24", "--val-images", "8", "--epochs", "1"])
+    code = main(["demo", "--out", str(tmp_path / "demo"), "--train-images", "24", "--val-images", "8", "--epochs", "1",
+                 "--compare", "l1"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "AP" in out and "conf_oks_pearson" in out
+    assert "AP" in out and "conf_oks_pearson" in out and "the same budget and data with l1" in out
     summary = json.loads((tmp_path / "demo/metrics.json").read_text())
     assert 0.0 <= summary["metrics"]["AP"] <= 1.0
     for key in ("checkpoint", "picture"):

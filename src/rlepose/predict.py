@@ -51,14 +51,24 @@ def load_boxes(path: str | Path, images: list[Path], threshold: float = 0.0) -> 
         if img.stem.isdigit():
             by_key[int(img.stem)] = img
     found: dict[Path, list] = {}
+    unmatched = set()
     for i, d in enumerate(dets):
         if not isinstance(d, dict) or "image_id" not in d or "bbox" not in d:
             raise DataError(f"box file {path}, entry {i}: needs image_id and bbox")
+        if not isinstance(d["bbox"], list) or len(d["bbox"]) != 4 or not all(isinstance(v, (int, float)) for v in d["bbox"]):
+            raise DataError(f"box file {path}, entry {i}: bbox must be [x, y, w, h] numbers, got {str(d['bbox'])[:60]}")
+        if not isinstance(d.get("score", 1.0), (int, float)):
+            raise DataError(f"box file {path}, entry {i}: score must be a number, got {str(d['score'])[:60]}")
         if d.get("score", 1.0) < threshold or d.get("category_id", 1) != 1:
             continue
         img = by_key.get(d["image_id"])
         if img is not None:
             found.setdefault(img, []).append((d["bbox"], d.get("score", 1.0)))
+        else:
+            unmatched.add(d["image_id"])
+    if unmatched:
+        log.warning("%s: %d image ids match none of the given images (e.g. %s); their boxes are not used",
+                    path, len(unmatched), sorted(map(str, unmatched))[:3])
     return {img: (np.array([b for b, _ in v], float), np.array([s for _, s in v], float)) for img, v in found.items()}
 
 

@@ -48,12 +48,42 @@ class Instance:
     extra: dict = field(default_factory=dict)
 
 
+# Decoding allocates width × height × 3 bytes before reading any pixel data, so a small file whose
+# header claims a huge image (a "decompression bomb") is refused from its header (Pillow's limit).
+MAX_IMAGE_PIXELS = 178_956_970
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header, None for other formats or unreadable headers."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+                i += 2
+                continue
+            length = int.from_bytes(data[i + 2 : i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+                return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+            i += 2 + length
+    return None
+
+
 def read_image(path: Path, record: str = "") -> np.ndarray:
-    """RGB uint8 (H, W, 3). Raises DataError for a missing or undecodable file."""
+    """RGB uint8 (H, W, 3), EXIF orientation applied; grayscale, 16-bit and alpha images are
+    converted. Raises DataError for a missing, undecodable or implausibly large file."""
     where = f" (record {record})" if record else ""
     if not path.is_file():
         raise DataError(f"image not found: {path}{where}")
     data = np.fromfile(str(path), dtype=np.uint8)
+    size = header_size(data[:262144].tobytes())
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise DataError(f"image {path}{where}: its header says {size[0]}×{size[1]} pixels, more than the "
+                        f"{MAX_IMAGE_PIXELS:,} allowed (rlepose.data.datasets.MAX_IMAGE_PIXELS)")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise DataError(f"cannot decode image {path}{where}: corrupt or not an image")
@@ -91,9 +121,13 @@ def load_coco_instances(ann_file: str | Path, image_root: str | Path, spec: Keyp
     """
     ann_file, image_root = Path(ann_file), Path(image_root)
     data = _load_json(ann_file)
+    if not isinstance(data, dict):
+        raise DataError(f"{ann_file}: not a COCO keypoints file (a JSON object with images, annotations, categories)")
     for key in ("images", "annotations", "categories"):
         if key not in data:
             raise DataError(f"{ann_file}: not a COCO keypoints file (no '{key}')")
+        if not isinstance(data[key], list) or not all(isinstance(x, dict) for x in data[key]):
+            raise DataError(f"{ann_file}: '{key}' must be a list of objects, got {str(data[key])[:80]}")
     if category_id is None:
         cats = [c for c in data["categories"] if c.get("keypoints")]
         if not cats:
@@ -135,8 +169,9 @@ def load_coco_instances(ann_file: str | Path, image_root: str | Path, spec: Keyp
         if ann.get("category_id") != category_id or ann.get("iscrowd", 0):
             continue
         kps = ann.get("keypoints")
-        if kps is None or len(kps) != 3 * k:
-            _fail(f"{rec}: expected {3 * k} keypoint values, got {None if kps is None else len(kps)}", on_error)
+        if not isinstance(kps, list) or len(kps) != 3 * k:
+            got = f"{len(kps)} values" if isinstance(kps, list) else repr(kps)[:40]
+            _fail(f"{rec}: expected a list of {3 * k} keypoint values, got {got}", on_error)
             continue
         try:
             kps = np.asarray(kps, dtype=np.float64).reshape(k, 3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import struct
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,17 @@ INERT_MODULES = ("mmengine", "mmcv", "mmpose", "mmdet", "numpy", "argparse", "pa
 
 class UntrustedCheckpointError(ValueError):
     """A checkpoint file asks to run code when loaded; nothing from it was run."""
+
+
+class UnreadableCheckpointError(ValueError):
+    """A checkpoint file is empty, cut short, or not a ``torch.save`` file."""
+
+
+def _unreadable(path: Path, exc: BaseException) -> UnreadableCheckpointError:
+    size = path.stat().st_size
+    what = "is empty" if size == 0 else "is cut short or not a PyTorch checkpoint (torch.save) file"
+    return UnreadableCheckpointError(f"cannot read checkpoint {path}: it {what} ({size} bytes; "
+                                     f"{type(exc).__name__}: {str(exc)[:120]})")
 
 
 class InertObject:
@@ -119,13 +131,20 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    # what a file that is empty, truncated or not a checkpoint raises inside torch.load
+    broken = (EOFError, RuntimeError, KeyError, IndexError, struct.error, UnicodeDecodeError, OverflowError)
     if trust:
         log.warning("unpickling %s fully (trusted): a malicious file could run code", path)
-        return torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except broken as exc:
+            raise _unreadable(path, exc) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         pass  # foreign metadata objects, or worse: look closer without running anything
+    except broken as exc:
+        raise _unreadable(path, exc) from None
     seen: set[str] = set()
     try:
         data = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_inert_pickle_module(seen))
@@ -134,6 +153,8 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
             f"refusing to load {path}: it asks to call or build {exc.args[0]}, which would run code when "
             "unpickled, and it is not a tensor or a known metadata type. Nothing from the file was run. "
             "If you trust its origin, pass --trust-checkpoint (Python: trust=True).") from None
+    except (*broken, pickle.UnpicklingError) as exc:
+        raise _unreadable(path, exc) from None
     if seen:
         log.info("%s: metadata objects read as inert stand-ins, not run: %s", path, ", ".join(sorted(seen)))
     return data
