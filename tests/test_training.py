@@ -172,3 +172,74 @@ def test_channels_last_training_computes_the_same_loss_and_gradients():
     assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
     a, b = grads[0][1], grads[1][1]  # summation order differs: compare to the gradient's scale
     assert (a - b).abs().max() <= 1e-4 * a.abs().max()
+
+
+_KILLER = """
+import os, signal, sys
+import lightning as L
+from rlepose.training.config import load_config
+from rlepose.training.run import train
+
+class KillAt(L.Callback):  # mid-step: the weights have moved, the step's checkpoint is not written
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+train(load_config(sys.argv[1], ["name=killed", "train.checkpoint_every_steps=1"]), callbacks=[KillAt()],
+      enable_progress_bar=False)
+"""
+
+
+def test_sigkill_mid_epoch_then_resume_last_ends_with_the_same_weights(tmp_path, fixtures):
+    """A training process killed with SIGKILL in the middle of its second epoch, resumed with
+    ``--resume last``, ends with exactly the weights of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+
+    cfg = _config(tmp_path, fixtures, data={"batch_size": 2})
+    straight, st = train(load_config(cfg, ["name=straight"]), enable_progress_bar=False)
+    n_batches = st.num_training_batches
+    assert n_batches >= 4
+    (tmp_path / "killer.py").write_text(_KILLER)
+    kill_step = n_batches + 2  # two batches into epoch 2
+    proc = subprocess.run([sys.executable, str(tmp_path / "killer.py"), str(cfg), str(kill_step)], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    ckpt = torch.load(tmp_path / "runs/killed/checkpoints/last.ckpt", weights_only=False)
+    # Lightning runs checkpoint callbacks last: the kill came after step 8's update and before its save
+    assert ckpt["global_step"] == kill_step - 1 and ckpt["rlepose_epoch_progress"] == {"epoch": 1, "batches_done": 1}
+    assert not list((tmp_path / "runs/killed/checkpoints").glob("*.tmp*"))  # no half-written file left
+    assert main(["train", str(cfg), "name=killed", "train.checkpoint_every_steps=1", "--resume", "last"]) == 0
+    resumed = torch.load(tmp_path / "runs/killed/checkpoints/last.ckpt", weights_only=False)
+    assert (resumed["global_step"], st.global_step) == (2 * n_batches, 2 * n_batches)
+    a = straight.state_dict()
+    for key, value in resumed["state_dict"].items():
+        assert torch.allclose(a[key].float(), value.float(), atol=1e-6), key
+
+
+def test_augmentation_is_keyed_by_epoch_also_in_loader_workers(fixtures):
+    """The epoch travels with the index (epoch · N + i), so persistent worker processes, which
+    never see attributes set on the main process's dataset, still draw new augmentations every
+    epoch, and the same ones on every run."""
+    from torch.utils.data import DataLoader
+
+    from rlepose.data.datasets import SeededShuffleSampler, TopDownDataset, collate_skip_none, load_coco_instances
+    from rlepose.data.keypoints import COCO_KEYPOINTS
+    from rlepose.data.transforms import TopDownTransform, TransformConfig
+
+    instances = load_coco_instances(fixtures / "coco/test_coco.json", fixtures / "coco")
+    ds = TopDownDataset(instances, TopDownTransform(TransformConfig(input_size=(64, 48)), COCO_KEYPOINTS, True), seed=0)
+    n = len(ds)
+    assert not torch.equal(ds[3]["image"], ds[n + 3]["image"]) and ds[n + 3]["index"] == 3
+    assert torch.equal(ds[n + 3]["image"], ds[n + 3]["image"])
+    sampler = SeededShuffleSampler(n, seed=0, encode_epoch=True)
+    loader = DataLoader(ds, batch_size=n, sampler=sampler, num_workers=2, persistent_workers=True,
+                        collate_fn=collate_skip_none)
+    epochs = []
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        batch = next(iter(loader))
+        epochs.append(batch["image"][batch["index"].argsort()])
+    assert not torch.equal(epochs[0], epochs[1])
+    assert torch.equal(epochs[1][3], ds[n + 3]["image"])

@@ -284,15 +284,14 @@ class TopDownDataset(Dataset):
         self.instances, self.transform, self.on_error, self.seed = instances, transform, on_error, seed
         self.depth_range_mm = depth_range_mm
         self._perm = transform.spec.flip_permutation()
-        self._epoch = 0
 
     def __len__(self) -> int:
         return len(self.instances)
 
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch = epoch
-
     def __getitem__(self, index: int) -> dict | None:
+        """``index`` or ``epoch · len(self) + index`` (see :class:`SeededShuffleSampler`): the
+        augmentation of a sample is drawn from (seed, epoch, index) alone."""
+        epoch, index = divmod(int(index), len(self.instances))
         inst = self.instances[index]
         try:
             image = read_image(inst.image_path, inst.record)
@@ -303,7 +302,7 @@ class TopDownDataset(Dataset):
             raise
         rng = None
         if self.seed is not None:  # reproducible augmentation: one stream per (seed, epoch, index)
-            rng = np.random.default_rng([self.seed, self._epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
         sample = self.transform(image, inst.box, inst.keypoints, inst.visible, rng)
         sample.update(index=index, image_id=inst.image_id, score=inst.score, area=inst.area)
         if self.depth_range_mm is not None:
@@ -325,17 +324,34 @@ def collate_skip_none(batch: list[dict | None]) -> dict | None:
 
 class SeededShuffleSampler(Sampler[int]):
     """A random permutation per epoch drawn from (seed, epoch) alone, so that a resumed run
-    sees exactly the order an uninterrupted one would (Lightning calls ``set_epoch``)."""
+    sees exactly the order an uninterrupted one would (Lightning calls ``set_epoch``).
 
-    def __init__(self, length: int, seed: int = 0) -> None:
-        self.length, self.seed, self.epoch = length, seed, 0
+    ``encode_epoch``: yield ``epoch · length + index`` instead of ``index``, for datasets that
+    key each sample's augmentation on its epoch (:class:`TopDownDataset`). The epoch then
+    travels with every request, also into loader worker processes, which never see an
+    attribute set on the main process's dataset after they start."""
+
+    def __init__(self, length: int, seed: int = 0, encode_epoch: bool = False) -> None:
+        self.length, self.seed, self.epoch, self.encode_epoch = length, seed, 0, encode_epoch
+        self._resume: tuple[int, int] | None = None  # (epoch, indices already used) after a mid-epoch stop
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def resume_at(self, epoch: int, used: int) -> None:
+        """Continue epoch ``epoch`` after its first ``used`` indices (a run stopped mid-epoch):
+        the next pass over that epoch yields only the rest, in the same order."""
+        self._resume = (epoch, used) if used > 0 else None
+
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=g).tolist())
+        order = torch.randperm(self.length, generator=g).tolist()
+        if self._resume is not None and self._resume[0] == self.epoch:
+            order = order[self._resume[1]:]
+            self._resume = None
+        if self.encode_epoch:
+            order = [self.epoch * self.length + i for i in order]
+        return iter(order)
 
     def __len__(self) -> int:
         return self.length

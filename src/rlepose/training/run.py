@@ -77,13 +77,45 @@ def load_split(cfg: ExperimentConfig, spec: KeypointSpec, split: str):
     return instances, evaluator
 
 
-class _SetEpoch(Callback):
-    """Reproducible augmentation across resumes: the dataset's random stream is keyed by epoch."""
+class _MidEpochResume(Callback):
+    """Exact resumption from a checkpoint written mid-epoch (``checkpoint_every_steps``).
+
+    The checkpoint records how many batches of the current epoch were done; on resume the
+    sampler continues that epoch after them, in the same order (the order and each sample's
+    augmentation depend only on seed, epoch and index), so the resumed run sees exactly the
+    batches the uninterrupted one would have. Register before the checkpoint callbacks, so the
+    count is current when they save."""
+
+    def __init__(self, sampler: SeededShuffleSampler, batch_size: int) -> None:
+        self.sampler, self.batch_size, self.done = sampler, batch_size, 0
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        dataset = trainer.train_dataloader.dataset
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(trainer.current_epoch)
+        self.done = trainer.fit_loop.epoch_loop.batch_progress.current.completed  # > 0 only when resumed
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.done = batch_idx + 1
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.done = 0
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        checkpoint["rlepose_epoch_progress"] = {"epoch": trainer.current_epoch, "batches_done": self.done}
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        progress = checkpoint.get("rlepose_epoch_progress")
+        used = progress["batches_done"] * self.batch_size * trainer.world_size if progress else 0
+        if 0 < used < len(self.sampler):  # under DDP every rank took batch_size of each global step
+            self.sampler.resume_at(progress["epoch"], used)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader Lightning treats as resumable (its state lives in :class:`_MidEpochResume`)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -109,9 +141,10 @@ def val_loader(cfg: ExperimentConfig, spec: KeypointSpec):
     return loader, evaluator
 
 
-def _trainer(cfg: ExperimentConfig, out_dir: Path, monitor: str | None, mode: str = "max", **kwargs) -> L.Trainer:
+def _trainer(cfg: ExperimentConfig, out_dir: Path, monitor: str | None, mode: str = "max",
+             first_callbacks: list[Callback] = (), **kwargs) -> L.Trainer:
     tc = cfg.train
-    callbacks: list[Callback] = [_SetEpoch()]
+    callbacks: list[Callback] = [*first_callbacks]
     if kwargs.get("logger", True) is not False:  # the monitor needs a logger
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     ckpt_dir = out_dir / "checkpoints"
@@ -217,10 +250,10 @@ def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs):
     train_instances, _ = load_split(cfg, spec, "train")
     train_set = TopDownDataset(train_instances, TopDownTransform(cfg.transform, spec, train=True),
                                on_error=cfg.data.on_error, seed=cfg.train.seed, depth_range_mm=_depth_range(cfg))
-    train_loader = DataLoader(train_set, batch_size=cfg.data.batch_size, drop_last=False,
-                              sampler=SeededShuffleSampler(len(train_set), cfg.train.seed),
-                              num_workers=cfg.data.num_workers, collate_fn=collate_skip_none,
-                              persistent_workers=cfg.data.num_workers > 0)
+    sampler = SeededShuffleSampler(len(train_set), cfg.train.seed, encode_epoch=True)
+    train_loader = ResumableLoader(train_set, batch_size=cfg.data.batch_size, drop_last=False, sampler=sampler,
+                                   num_workers=cfg.data.num_workers, collate_fn=collate_skip_none,
+                                   persistent_workers=cfg.data.num_workers > 0)
     val_data, evaluator = val_loader(cfg, spec)
     module = PoseModule.from_config(cfg, spec=spec, evaluator=evaluator)
     if cfg.pretrained:
@@ -229,7 +262,7 @@ def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs):
     if cfg.init_from:
         init_from_checkpoint(module, cfg.init_from)
     trainer = _trainer(cfg, out_dir, monitor=f"val/{evaluator.main_metric}", mode=getattr(evaluator, "mode", "max"),
-                       **trainer_kwargs)
+                       first_callbacks=[_MidEpochResume(sampler, cfg.data.batch_size)], **trainer_kwargs)
     trainer.fit(module, train_loader, val_data, ckpt_path=_resume_path(out_dir, resume))
     return module, trainer
 
