@@ -137,10 +137,9 @@ def analyze_arrays(mu, sigma, target, weight, size, area, sigmas, intervals: dic
 
 def plot_calibration(summary: dict, joint_names: list[str], out_file: Path, title: str = "") -> Path:
     """Reliability diagram, coverage against nominal, and per-joint Spearman correlation."""
-    import matplotlib
+    from rlepose.analysis.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     rel = summary["reliability"]["bins"]
@@ -171,13 +170,7 @@ def plot_calibration(summary: dict, joint_names: list[str], out_file: Path, titl
     axes[2].set(title=f"confidence vs OKS\n(instances: Pearson {inst['pearson']:.2f}, Spearman {inst['spearman']:.2f})",
                 xlabel="Spearman ρ, joint confidence vs keypoint similarity")
     axes[2].axvline(0, color="gray", lw=1)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_file, dpi=110)
-    plt.close(fig)
-    return out_file
+    return save_figure(fig, out_file, title)
 
 
 def analyze_calibration(module, cfg, out_dir: str | Path, title: str = "") -> dict:

@@ -64,10 +64,9 @@ def plot_density(axis: np.ndarray, p: np.ndarray, fits: list[dict], out_file: Pa
                  residuals: np.ndarray | None = None, title: str = "") -> Path:
     """The 2-D density as an image and both 1-D marginals against the fitted Gaussian and
     Laplace (and a histogram of held-out residuals if given), one PNG."""
-    import matplotlib
+    from rlepose.analysis.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     extent = [axis[0], axis[-1], axis[0], axis[-1]]
@@ -88,13 +87,7 @@ def plot_density(axis: np.ndarray, p: np.ndarray, fits: list[dict], out_file: Pa
         ax.set(title=f"marginal of x̄{'ₓᵧ'[d]} (kurtosis {f['kurtosis']:.1f}; Gaussian 3, Laplace 6)",
                xlabel="x̄ (units of σ̂)", ylabel="density")
         ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_file, dpi=110)
-    plt.close(fig)
-    return out_file
+    return save_figure(fig, out_file, title)
 
 
 def analyze_density(loss: RLELoss, out_dir: str | Path, residuals: np.ndarray | None = None,

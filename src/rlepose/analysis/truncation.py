@@ -70,10 +70,9 @@ def truncation_table(model, instances, transform: TopDownTransform, fractions=FR
 
 
 def plot_truncation(tables: dict[str, list[dict]], out_file: Path, alpha: float, title: str = "") -> Path:
-    import matplotlib
+    from rlepose.analysis.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for (name, rows), color in zip(tables.items(), ("tab:blue", "tab:red", "tab:green", "tab:purple")):
@@ -83,11 +82,7 @@ def plot_truncation(tables: dict[str, list[dict]], out_file: Path, alpha: float,
     ax.set(xlabel="box cut from below (% of the person's height)", ylabel=f"PCK@{alpha} of the box (%)",
            title=title or "truncation: joints the crop no longer shows", ylim=(0, 102))
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_file, dpi=110)
-    plt.close(fig)
-    return out_file
+    return save_figure(fig, out_file)
 
 
 def analyze_truncation(modules: dict, cfg, out_dir: str | Path, fractions=FRACTIONS, alpha: float = 0.1) -> dict:
