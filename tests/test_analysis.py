@@ -223,7 +223,7 @@ def test_cli_occlusion_and_truncation_for_regression_and_heatmap(tmp_path, capsy
     from rlepose.training.config import config_from_dict, config_to_dict
     from rlepose.training.module import PoseModule
 
-    write_dataset(tmp_path / "data", SyntheticConfig(num_images=4, seed=6), "val")
+    write_dataset(tmp_path / "data", SyntheticConfig(num_images=16, seed=6), "val")
     ckpts = []
     for head, loss in (("regression", "rle"), ("heatmap", "heatmap_mse")):
         cfg = config_from_dict({"name": head, "model": {"backbone": "resnet18", "head": head}, "loss": {"name": loss},

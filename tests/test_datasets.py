@@ -58,7 +58,7 @@ def _ann(aid, bbox=(10, 10, 30, 50), n_kp=17):
 
 
 def test_bad_annotations_are_named(tmp_path):
-    with pytest.raises(DataError, match="annotation 7: expected 51 keypoint values, got 6"):
+    with pytest.raises(DataError, match="annotation 7: expected a list of 51 keypoint values, got 6 values"):
         load_coco_instances(_coco_file(tmp_path, [{**_ann(7), "keypoints": [1, 2, 2, 3, 4, 2]}]), tmp_path)
     with pytest.raises(DataError, match="annotation 8: degenerate or missing bbox"):
         load_coco_instances(_coco_file(tmp_path, [_ann(8, bbox=(10, 10, 0, 50))]), tmp_path)
