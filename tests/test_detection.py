@@ -100,7 +100,7 @@ def test_yolox_raw_outputs_are_decoded_and_suppressed(tmp_path):
     assert boxes == pytest.approx(np.array([[12.0, 20.0, 16.0, 16.0]]))
 
 
-def test_detector_by_name_downloads_unzips_and_caches(tmp_path, monkeypatch):
+def test_detector_by_name_downloads_unzips_and_caches(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RLEPOSE_HOME", str(tmp_path / "home"))
     onnx_bytes = _export(_NmsGraph(), tmp_path / "e2e.onnx", ["dets", "labels"]).read_bytes()
     buffer = io.BytesIO()
@@ -114,6 +114,10 @@ def test_detector_by_name_downloads_unzips_and_caches(tmp_path, monkeypatch):
         assert path == tmp_path / "home/detectors/yolox-s.onnx" and path.read_bytes() == onnx_bytes
         assert isinstance(build_detector("yolox-s"), YOLOXDetector)
         assert server.requests == ["/good.zip"]  # the second use is a cache hit
+        assert main(["models"]) == 0
+        listed = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("yolox-")]
+        assert {row[0]: row[-1] for row in listed} == {"yolox-tiny": "no", "yolox-s": "yes", "yolox-m": "no",
+                                                       "yolox-l": "no", "yolox-x": "no"}
         monkeypatch.setitem(hub.DETECTORS, "yolox-m", hub.PretrainedDetector("yolox-m", server.url + "/cut.zip", (64, 64)))
         with pytest.raises(hub.DownloadError, match="cut"):
             hub.detector_onnx("yolox-m", progress=False)

@@ -211,6 +211,13 @@ def cmd_models(args: argparse.Namespace) -> int:
              "score": f"{m.metric} {m.value:.3f}", "input": f"{m.input_size[0]}×{m.input_size[1]}",
              "cached": "yes" if is_cached(m) else "no"} for m in MODELS.values()]
     print(_table(rows, [(k, k, "s") for k in ("name", "source", "licence", "dataset", "score", "input", "cached")]))
+    from rlepose.hub import DETECTORS, detector_path
+
+    dets = [{"detector": d.name, "source": "MMPose RTMPose SDK (YOLOX, ONNX)", "licence": d.licence,
+             "input": f"{d.input_size[0]}×{d.input_size[1]}", "cached": "yes" if detector_path(d).is_file() else "no"}
+            for d in DETECTORS.values()]
+    print("\nperson detectors for `predict --detector` (also: hog, offline):")
+    print(_table(dets, [(k, k, "s") for k in ("detector", "source", "licence", "input", "cached")]))
     print(f"cache: {home()} (set RLEPOSE_HOME to move it)")
     return 0
 
