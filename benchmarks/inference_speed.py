@@ -107,6 +107,8 @@ def network_rows(args, peak: float, tmp: Path) -> list[dict]:
         ort = OnnxBackend(export_onnx(model, tmp / f"{backbone}_{head}.onnx", INPUT, {"benchmark": True}))
         backends = {"eager (before)": lambda x: InferenceGraph(model)(x), "eager (optimized)": fast,
                     "onnxruntime": ort}
+        if args.compile and (backbone, head) == ("resnet50", "regression"):
+            backends["optimized + torch.compile"] = TorchBackend(model, INPUT, compile=True)
         with torch.no_grad():
             ref = InferenceGraph(model)(xb[:4])[0]
         for name, fn in backends.items():
@@ -198,6 +200,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--out", default="benchmarks/results/inference_speed.json")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the optimized eager path under torch.compile (ResNet-50 regression; "
+                             "compiling takes minutes on a CPU)")
     parser.add_argument("--detector", help="also time this detector (a YOLOX .onnx path or a name `rlepose predict "
                                            "--detector` takes); HOG is always timed")
     args = parser.parse_args()
@@ -211,7 +216,8 @@ def main() -> None:
     def row(head, backend, model="ResNet-50"):
         return next(r for r in rows if r["head"] == head and r["backend"] == backend and r["model"] == model)
 
-    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    backends = [b for b in dict.fromkeys(r["backend"] for r in rows)
+                if any(r["backend"] == b and r["head"] == "heatmap" for r in rows)]  # on both heads
     reg, hm = row("regression", backends[0]), row("heatmap", backends[0])
     ratios = {"macs_heatmap_over_regression": hm["gmacs"] / reg["gmacs"],
               "head_macs_heatmap_over_regression": hm["head_gmacs"] / reg["head_gmacs"]}

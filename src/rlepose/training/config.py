@@ -132,7 +132,7 @@ class TrainConfig:
     val_every: int = 10
     flip_test: bool = True
     # weights and images in the channels-last memory format: measured faster in training on
-    # the CPU (benchmarks/train_speed.py: ResNet-18 ×1.07, MobileNetV2 ×1.5) and on recent GPUs
+    # the CPU (benchmarks/train_speed.py: ResNet-18 ×1.08; a probe of MobileNetV2 steps: ×1.5) and on recent GPUs
     channels_last: bool = True
     limit_train_batches: float | int = 1.0
     max_steps: int = -1
