@@ -83,6 +83,10 @@ def test_the_real_posetrack_clip_and_clear_errors(tmp_path, fixtures):
     assert summary["frames"] == 5 and summary["persons"] == 5
     with pytest.raises(FileNotFoundError):
         predict_video(predictor, tmp_path / "missing.mp4", tmp_path / "x.json", progress=False)
+    from rlepose.data.datasets import DataError
+
+    with pytest.raises(DataError, match="cannot open camera 9"):  # no camera here: a clear error
+        predict_video(predictor, "9", tmp_path / "x.json", progress=False)
     (tmp_path / "fake.mp4").write_text("not a video")
     assert main(["predict", str(tmp_path / "fake.mp4"), "--checkpoint", str(ckpt), "--whole-image",
                  "--out", str(tmp_path / "y.json")]) == 2
