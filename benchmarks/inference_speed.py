@@ -246,13 +246,13 @@ def main() -> None:
           f"{args.batch}: " + ", ".join(
               f"{h} {ratios[f'optimized_over_before_b{args.batch}[{h}]']:.2f}× / "
               f"{100 * ratios[f'optimized_over_onnxruntime_b{args.batch}[{h}]']:.0f}%" for h in ("regression", "heatmap")))
-    print(f"\nPredictor end to end, 640×480 image, ResNet-50 regression, flip test on")
+    print("\nPredictor end to end, 640×480 image, ResNet-50 regression, flip test on")
     print(f"{'predictor':>40} {'1 person':>10} {'32 people':>12} {'vs MMPose 1 / 32':>17}")
     for r in predictors:
         vs = (f"{r['speedup_vs_mmpose_1']:.2f}× / {r['speedup_vs_mmpose_32']:.2f}×"
               if "speedup_vs_mmpose_1" in r else "1 / 1")
         print(f"{r['predictor']:>40} {r['latency_ms_1']:8.1f}ms {r['people_s_32']:8.1f} p/s {vs:>17}")
-    print(f"\nPerson detector + ResNet-50 RLE, 640×480 photo with one person, flip test on")
+    print("\nPerson detector + ResNet-50 RLE, 640×480 photo with one person, flip test on")
     print(f"{'detector':>10} {'pose backend':>13} {'detector':>9} {'pose':>8} {'photo':>8} {'video':>10}")
     for r in photos:
         print(f"{r['detector']:>10} {r['pose_backend']:>13} {r['detector_ms']:7.1f}ms {r['pose_ms']:6.1f}ms "

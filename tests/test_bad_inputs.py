@@ -78,7 +78,7 @@ def test_predict_on_the_corpus(corpus, tmp_path, capsys):
     err = capsys.readouterr().err
     for name, expect in expected.items():
         if not expect.startswith("ok"):
-            assert f"skipped" in err and name in err and expect in err
+            assert "skipped" in err and name in err and expect in err
     assert next(r for r in results if r["file_name"] == "exif_rotated.jpg")["bbox"] == [0, 0, 425, 640]
     # box files: empty, wrong types, pointing at images that are not there
     boxes = tmp_path / "boxes.json"

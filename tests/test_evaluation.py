@@ -9,7 +9,7 @@ import torch
 
 from rlepose.data.datasets import load_coco_instances
 from rlepose.data.keypoints import COCO_KEYPOINTS
-from rlepose.evaluation.coco import coco_keypoint_ap, oks, oks_nms, pearson, postprocess, rescore, to_coco_results
+from rlepose.evaluation.coco import coco_keypoint_ap, oks, oks_nms, pearson, postprocess, rescore
 from rlepose.evaluation.evaluators import CocoEvaluator
 from rlepose.evaluation.pckh import pckh
 from rlepose.inference import predict_crops, unflip

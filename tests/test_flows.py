@@ -1,5 +1,4 @@
 """RealNVP checks against independent truths: autograd Jacobians, quadrature, Table 11."""
-import math
 
 import pytest
 import torch

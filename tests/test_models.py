@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from rlepose.flows import RealNVP
 from rlepose.models import (LiftingNet, ModelConfig, build_pose_model, complexity, count_params,

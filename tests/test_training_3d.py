@@ -8,7 +8,7 @@ from rlepose.cli import main
 from rlepose.data.datasets import TopDownDataset, load_mpii_instances
 from rlepose.data.h36m import (FROM_32, H36M_KEYPOINTS, h36m_instances, load_cameras, load_h36m_frames,
                                mpii_as_h36m)
-from rlepose.data.transforms import TopDownTransform, TransformConfig, crop_to_normalized
+from rlepose.data.transforms import TopDownTransform, TransformConfig
 from rlepose.evaluation.evaluators import H36MEvaluator
 from rlepose.training.config import load_config
 from rlepose.training.run import evaluate, train

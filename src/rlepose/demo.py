@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from rlepose.data.synthetic import SyntheticConfig, write_dataset
 from rlepose.training.config import ExperimentConfig, config_from_dict

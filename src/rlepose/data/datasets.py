@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, default_collate
 
-from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
+from rlepose.data.keypoints import COCO_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import TopDownTransform
 
 log = logging.getLogger(__name__)
