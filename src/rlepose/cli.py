@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -42,10 +41,10 @@ def cmd_toy(args: argparse.Namespace) -> int:
     shown = [{k: (v["text"] if isinstance(v, dict) else v) for k, v in r.items()} for r in rows]
     print(_table(shown, [("loss", "loss", "s"), ("nll", "NLL", "s"), ("loc_error", "loc. error", "s"),
                         ("sigma_mean", "mean σ̂", "s"), ("abs_error_mean", "mean |err|", "s")]))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"problem": vars(problem), "steps": args.steps, "seeds": args.seeds,
-                               "rows": rows, "runs": runs}, indent=2))
+    from rlepose.files import write_json
+
+    out = write_json(args.out, {"problem": vars(problem), "steps": args.steps, "seeds": args.seeds,
+                                "rows": rows, "runs": runs}, indent=2)
     print(f"\nresults written to {out}")
     return 0
 

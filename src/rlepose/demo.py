@@ -15,6 +15,7 @@ import cv2
 
 from rlepose.data.synthetic import SyntheticConfig, write_dataset
 from rlepose.training.config import ExperimentConfig, config_from_dict
+from rlepose.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,6 @@ def run_demo(out_dir: str | Path = "outputs/demo", train_images: int = 3000, val
         baseline, base_trainer = train(demo_config(out_dir, epochs, seed, loss=loss, name=f"demo_{loss}", **DEMO_MODEL))
         summary["comparisons"].append({"loss": loss, "metrics": baseline.last_metrics,
                                        "checkpoint": str(checkpoint_paths(base_trainer)["last"])})
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    write_json(out_dir / "metrics.json", summary, indent=2)
     summary["metrics_file"] = str(out_dir / "metrics.json")
     return summary

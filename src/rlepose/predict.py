@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from rlepose.data.datasets import DataError, read_image
+from rlepose.files import write_json
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -113,11 +114,9 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: st
             drawn = draw_poses(image, people, predictor.spec)
             cv2.imwrite(str(Path(render_dir) / (img_path.stem + ".jpg")), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
         done += 1
-        tmp = out_file.with_suffix(out_file.suffix + ".tmp")
-        tmp.write_text(json.dumps(results))
-        tmp.replace(out_file)  # atomic: the file always holds every finished image
+        write_json(out_file, results)  # atomic: the file always holds every finished image
     if not done:
-        out_file.write_text(json.dumps(results))
+        write_json(out_file, results)
     return {"images": done, "persons": len(results), "failed": failed, "backend": predictor.describe()}
 
 
@@ -140,12 +139,6 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, tru
     export_onnx(module.model.eval(), tmp, tuple(module.cfg.transform.input_size), meta)
     tmp.replace(out)
     return out
-
-
-def _write_json_atomic(path: Path, payload) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload))
-    tmp.replace(path)
 
 
 def predict_video(predictor, source: str | Path, out_file: str | Path, render: str | Path | None = None,
@@ -214,7 +207,7 @@ def predict_video(predictor, source: str | Path, out_file: str | Path, render: s
                             raise DataError(f"cannot write video {render} (mp4v codec)")
                     writer.write(cv2.cvtColor(draw_poses(frame, persons, predictor.spec), cv2.COLOR_RGB2BGR))
             done += len(frames)
-            _write_json_atomic(out_file, results)
+            write_json(out_file, results)
             if bar is not None:
                 bar.update(len(frames))
                 bar.set_postfix(fps=f"{done / (time.perf_counter() - start):.1f}")
@@ -225,7 +218,7 @@ def predict_video(predictor, source: str | Path, out_file: str | Path, render: s
         if bar is not None:
             bar.close()
     if not done:
-        _write_json_atomic(out_file, results)
+        write_json(out_file, results)
     seconds = time.perf_counter() - start
     return {"frames": done, "persons": len(results), "fps": done / seconds if seconds > 0 else 0.0,
             "out": str(out_file), "render": str(render) if render else None}

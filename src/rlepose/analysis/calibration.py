@@ -14,12 +14,12 @@ instance the crop size (pixels) and the object area (COCO's, pixels²) for OKS.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from rlepose.analysis.density import density_grid
+from rlepose.files import write_json
 
 LEVELS = (0.5, 0.8, 0.95)
 
@@ -194,5 +194,5 @@ def analyze_calibration(module, cfg, out_dir: str | Path, title: str = "") -> di
     summary["crops"] = int(len(arrays["mu"]))
     out_dir = Path(out_dir)
     summary["png"] = str(plot_calibration(summary, list(spec.joints), out_dir / "calibration.png", title))
-    (out_dir / "calibration.json").write_text(json.dumps(summary, indent=1))
+    write_json(out_dir / "calibration.json", summary, indent=1)
     return summary

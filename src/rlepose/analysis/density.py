@@ -8,7 +8,6 @@ residuals are given, with their histogram.
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from rlepose.losses import RLELoss
+from rlepose.files import write_json
 
 
 @torch.no_grad()
@@ -102,5 +102,5 @@ def analyze_density(loss: RLELoss, out_dir: str | Path, residuals: np.ndarray | 
     if residuals is not None:
         summary["residuals"] = {"n": int(len(residuals)), "mean_abs": np.abs(residuals).mean(0).tolist(),
                                 "std": residuals.std(0).tolist()}
-    (out_dir / "density.json").write_text(json.dumps(summary))
+    write_json(out_dir / "density.json", summary)
     return summary

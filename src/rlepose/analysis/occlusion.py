@@ -14,13 +14,13 @@ the ratio for the same joint (joints with at least 5 of each).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from rlepose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from rlepose.files import write_json
 
 GRAY = 128
 
@@ -158,5 +158,5 @@ def analyze_occlusion(module, cfg, out_dir: str | Path, size: float = 0.2, title
     result.update(joints=list(spec.joints), uncertainty=label, head=cfg.model.head)
     out_dir = Path(out_dir)
     result["png"] = str(plot_occlusion(result, list(spec.joints), out_dir / "occlusion.png", label, title))
-    (out_dir / "occlusion.json").write_text(json.dumps(result, indent=1))
+    write_json(out_dir / "occlusion.json", result, indent=1)
     return result

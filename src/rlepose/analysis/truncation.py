@@ -10,7 +10,6 @@ lies inside the crop and outside it.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 from rlepose.data.datasets import read_image
 from rlepose.data.transforms import TopDownTransform
 from rlepose.inference import crop_to_image
+from rlepose.files import write_json
 
 FRACTIONS = (0.0, 0.2, 0.3, 0.4)
 
@@ -97,5 +97,5 @@ def analyze_truncation(modules: dict, cfg, out_dir: str | Path, fractions=FRACTI
     out_dir = Path(out_dir)
     png = plot_truncation(tables, out_dir / "truncation.png", alpha)
     summary = {"alpha": alpha, "fractions": list(fractions), "tables": tables, "people": len(instances), "png": str(png)}
-    (out_dir / "truncation.json").write_text(json.dumps(summary, indent=1))
+    write_json(out_dir / "truncation.json", summary, indent=1)
     return summary

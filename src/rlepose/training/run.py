@@ -1,7 +1,6 @@
 """``train`` and ``evaluate``: datasets, loaders, evaluator and Lightning Trainer from a config."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from rlepose.models.checkpoint import load_pretrained, read_checkpoint, save_ato
 from rlepose.training.config import ExperimentConfig, LossConfig, config_to_dict
 from rlepose.training.lifting import LiftingModule, lifting_tensors
 from rlepose.training.module import PoseModule
+from rlepose.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _start(cfg: ExperimentConfig) -> Path:
     L.seed_everything(cfg.train.seed, workers=True)
     out_dir = Path(cfg.train.out_dir) / cfg.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config_to_dict(cfg), indent=2))
+    write_json(out_dir / "config.json", config_to_dict(cfg), indent=2)
     return out_dir
 
 
@@ -344,9 +344,8 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, out_file: str | Path
     trainer = L.Trainer(**kwargs)
     trainer.validate(module, loader, verbose=False)
     if out_file is not None:
-        Path(out_file).parent.mkdir(parents=True, exist_ok=True)
         payload = module.last_table if cfg.task == "lifting" else module.last_results
-        Path(out_file).write_text(json.dumps(payload, indent=1 if cfg.task == "lifting" else None))
+        write_json(out_file, payload, indent=1 if cfg.task == "lifting" else None)
     if cfg.task == "lifting":
         return {**module.last_metrics, "table": module.last_table}
     if cfg.data.format == "h36m":  # per-action rows from the H36M evaluator
