@@ -1,12 +1,12 @@
 """Helpers shared by the benchmarks: held-out calibration of σ̂ and mean ± std over seeds."""
 from __future__ import annotations
 
-import json
-import os
 import statistics
 from pathlib import Path
 
 import torch
+
+from rlepose import files
 
 
 @torch.no_grad()
@@ -38,9 +38,6 @@ def row_record(row: str, loss: dict, runs: list[dict], metrics: tuple[str, ...],
     return {"row": row, "loss": loss, "runs": runs, "mean": mean, "std": std, **extra}
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write through a temporary file and rename: the JSON on disk is always whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+def write_json(path: Path, data: dict) -> Path:
+    """Benchmark JSON, indented, written whole or not at all (:func:`rlepose.files.write_json`)."""
+    return files.write_json(path, data, indent=2)

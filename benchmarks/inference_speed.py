@@ -26,7 +26,6 @@ Medians over repeats after warm-up; compare ratios, which are measured in one ru
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -39,6 +38,7 @@ from rlepose.api import PosePredictor, TorchBackend
 from rlepose.data.keypoints import COCO_KEYPOINTS
 from rlepose.data.transforms import TopDownTransform, TransformConfig
 from rlepose.export import InferenceGraph, OnnxBackend, export_onnx
+from rlepose.files import write_json
 from rlepose.inference import crop_to_image, predict_crops
 from rlepose.models import ModelConfig, build_pose_model, complexity
 
@@ -257,11 +257,9 @@ def main() -> None:
     for r in photos:
         print(f"{r['detector']:>10} {r['pose_backend']:>13} {r['detector_ms']:7.1f}ms {r['pose_ms']:6.1f}ms "
               f"{r['photo_ms']:6.1f}ms {r['video_fps']:6.1f} fps")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threads": torch.get_num_threads(), "batch": args.batch, "photos": photos,
-                               "matmul_peak_gflops": peak / 1e9, "rows": rows, "predictors": predictors,
-                               "mmpose_over_previous": MMPOSE_OVER_PREVIOUS, "ratios": ratios}, indent=2))
+    out = write_json(args.out, {"threads": torch.get_num_threads(), "batch": args.batch, "photos": photos,
+                                "matmul_peak_gflops": peak / 1e9, "rows": rows, "predictors": predictors,
+                                "mmpose_over_previous": MMPOSE_OVER_PREVIOUS, "ratios": ratios}, indent=2)
     print(f"written to {out}")
 
 

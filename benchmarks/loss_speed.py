@@ -9,14 +9,13 @@ multiply-add) for one image's 17 joints, the unit of the paper's Table 11.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from rlepose.files import write_json
 from rlepose.flows import RealNVP
 from rlepose.losses import LOSS_NAMES, build_loss
 
@@ -78,10 +77,8 @@ def main() -> None:
         print(f"{r['config']:>7} {r['flops'] / 1e6:7.2f}M {r['paper_flops'] / 1e6:7.1f}M "
               f"{r['params'] / 1e3:8.1f}K {r['paper_params'] / 1e3:8.1f}K")
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": "cpu", "threads": torch.get_num_threads(), "loss_speed": speed,
-                               "flow_cost": flows}, indent=2))
+    out = write_json(args.out, {"device": "cpu", "threads": torch.get_num_threads(), "loss_speed": speed,
+                                "flow_cost": flows}, indent=2)
     print(f"\nwritten to {out}")
 
 

@@ -11,7 +11,6 @@ the real loader and transform (train augmentation), Adam over model + loss param
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from rlepose.data.datasets import TopDownDataset, collate_skip_none, load_coco_i
 from rlepose.data.keypoints import COCO_KEYPOINTS
 from rlepose.data.synthetic import SyntheticConfig, write_dataset
 from rlepose.data.transforms import TopDownTransform, TransformConfig
+from rlepose.files import write_json
 from rlepose.losses import build_loss
 from rlepose.models import ModelConfig, build_pose_model
 
@@ -101,9 +101,8 @@ def main() -> None:
     print(f"RLE/L1 throughput: {ratio:.3f} (flow overhead {100 * (1 - ratio):.1f}%); "
           f"pipeline/training: {ratios['pipeline_over_training']:.1f}×; channels-last/default: "
           f"{ratios['channels_last_over_default']:.2f}×; live/pre-loaded: {ratios['live_over_preloaded']:.2f}×")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({**vars(args), "images_per_s": rows, "rle_over_l1": ratio, "ratios": ratios}, indent=2))
+    out = write_json(args.out, {**vars(args), "images_per_s": rows, "rle_over_l1": ratio, "ratios": ratios},
+                     indent=2)
     print(f"written to {out}")
 
 
