@@ -51,7 +51,7 @@ def test_train_speed_small(tmp_path):
 
 
 @pytest.mark.slow
-def test_lifting_and_paper_tables_small(tmp_path):
+def test_lifting_and_paper_tables_small(tmp_path, fixtures):  # lifting.py projects through the H36M fixture cameras
     out = tmp_path / "lift.json"
     run_script("lifting.py", "--rows", "l2,rle", "--seeds", "0", "1", "--epochs", "1", "--train-poses", "2000",
                "--test-poses", "500", "--out", str(out))
