@@ -15,9 +15,11 @@ detector + pose on a photo and a video; all in one run on one machine.
 * Predictor end to end on a 640×480 image with 1 and 32 person boxes, flip test on: the
   previous predictor (per-box transform, original and flipped crops in two separate runs,
   plain eager model) against today's ``PosePredictor`` on each backend.
-* Person detector (HOG always; ``--detector`` adds e.g. a YOLOX .onnx) + ResNet-50 RLE on a
-  640×480 photo with one person: ms per photo for each pose backend, and frames per second
-  through ``predict_video`` on a 16-frame clip of it.
+* Person detector (HOG always; the YOLOX-s architecture with random weights, exported here by
+  ``benchmarks/yolox_arch.py`` because the published weights cannot be downloaded offline;
+  ``--detector`` adds e.g. the real YOLOX .onnx) + ResNet-50 RLE on a 640×480 photo with one
+  person: ms per photo for each pose backend, and frames per second through ``predict_video``
+  on a 16-frame clip of it.
 * The paper's Table 5: parameters and multiply-adds (deconvolutions counted per output pixel as
   the paper does; see rlepose.models.complexity).
 
@@ -171,6 +173,10 @@ def photo_rows(args, tmp: Path, ckpt: Path) -> list[dict]:
     photo = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     person = [[250.0, 80.0, 140.0, 360.0]]
     detectors = {"hog": build_detector("hog")}
+    if args.yolox_arch != "none":
+        from yolox_arch import export_yolox
+
+        detectors[f"{args.yolox_arch} (arch.)"] = build_detector(str(export_yolox(args.yolox_arch, tmp / "yolox.onnx")))
     if args.detector:
         detectors[Path(args.detector).stem] = build_detector(args.detector)
     clip = tmp / "clip.mp4"
@@ -205,6 +211,9 @@ def main() -> None:
                              "compiling takes minutes on a CPU)")
     parser.add_argument("--detector", help="also time this detector (a YOLOX .onnx path or a name `rlepose predict "
                                            "--detector` takes); HOG is always timed")
+    parser.add_argument("--yolox-arch", default="yolox-s", choices=["none", "yolox-tiny", "yolox-s", "yolox-m",
+                                                                     "yolox-l", "yolox-x"],
+                        help="time this YOLOX architecture with random weights (default yolox-s; see yolox_arch.py)")
     args = parser.parse_args()
     torch.manual_seed(0)
     peak = matmul_peak(args.repeats)
@@ -253,9 +262,9 @@ def main() -> None:
               if "speedup_vs_mmpose_1" in r else "1 / 1")
         print(f"{r['predictor']:>40} {r['latency_ms_1']:8.1f}ms {r['people_s_32']:8.1f} p/s {vs:>17}")
     print("\nPerson detector + ResNet-50 RLE, 640×480 photo with one person, flip test on")
-    print(f"{'detector':>10} {'pose backend':>13} {'detector':>9} {'pose':>8} {'photo':>8} {'video':>10}")
+    print(f"{'detector':>18} {'pose backend':>13} {'detector':>9} {'pose':>8} {'photo':>8} {'video':>10}")
     for r in photos:
-        print(f"{r['detector']:>10} {r['pose_backend']:>13} {r['detector_ms']:7.1f}ms {r['pose_ms']:6.1f}ms "
+        print(f"{r['detector']:>18} {r['pose_backend']:>13} {r['detector_ms']:7.1f}ms {r['pose_ms']:6.1f}ms "
               f"{r['photo_ms']:6.1f}ms {r['video_fps']:6.1f} fps")
     out = write_json(args.out, {"threads": torch.get_num_threads(), "batch": args.batch, "photos": photos,
                                 "matmul_peak_gflops": peak / 1e9, "rows": rows, "predictors": predictors,

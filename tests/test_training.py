@@ -243,3 +243,23 @@ def test_augmentation_is_keyed_by_epoch_also_in_loader_workers(fixtures):
         epochs.append(batch["image"][batch["index"].argsort()])
     assert not torch.equal(epochs[0], epochs[1])
     assert torch.equal(epochs[1][3], ds[n + 3]["image"])
+
+
+def test_lr_factor_warmup_step_and_cosine():
+    from rlepose.training.module import lr_factor
+
+    # warm-up: linear to 1 over 4 steps; step: ×0.1 at each milestone; cosine: half a period to 0
+    assert [lr_factor(s, "step", 100, 4, (10, 20)) for s in (0, 3, 9, 10, 20)] == pytest.approx([0.25, 1, 1, 0.1, 0.01])
+    assert lr_factor(4 + 48, "cosine", 100, 4) == pytest.approx(0.5)
+    assert lr_factor(4 + 24, "cosine", 100, 4) == pytest.approx(0.5 * (1 + 2 ** -0.5))
+    assert lr_factor(100, "cosine", 100, 4) == pytest.approx(0.0)
+
+
+def test_cosine_schedule_is_stepped_per_batch_to_zero(tmp_path, fixtures):
+    cfg = load_config(_config(tmp_path, fixtures), ["train.schedule=cosine", "train.warmup_steps=2", "train.lr=0.002"])
+    module, trainer = train(cfg, enable_progress_bar=False)
+    steps = trainer.global_step
+    assert steps == trainer.estimated_stepping_batches > 2
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="step or cosine"):
+        train(load_config(_config(tmp_path, fixtures), ["train.schedule=linear", "name=bad"]), enable_progress_bar=False)

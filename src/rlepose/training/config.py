@@ -121,6 +121,10 @@ class TrainConfig:
     lr: float = 1e-3
     milestones: tuple[int, ...] = (170, 200)
     gamma: float = 0.1
+    # "step": ×gamma at each milestone epoch (the paper's); "cosine": per optimizer step from lr
+    # down to 0 over the whole run (RTMPose's). Either after ``warmup_steps`` of linear warm-up.
+    schedule: str = "step"
+    warmup_steps: int = 0
     weight_decay: float = 0.0
     precision: str = "32-true"
     gradient_clip: float | None = None

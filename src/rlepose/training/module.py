@@ -3,6 +3,8 @@ standard evaluation at epoch end."""
 from __future__ import annotations
 
 import logging
+import math
+from functools import partial
 from typing import Callable
 
 import lightning as L
@@ -28,6 +30,18 @@ def skip_nonfinite(module: L.LightningModule, loss: torch.Tensor) -> None:
                 module.nonfinite_batches)
     module.log("train/nonfinite_batches", float(module.nonfinite_batches))
     return None
+
+
+def lr_factor(step: int, schedule: str, total_steps: int, warmup_steps: int = 0,
+              milestones: tuple[int, ...] = (), gamma: float = 0.1) -> float:
+    """The learning rate at optimizer step ``step`` as a fraction of ``train.lr``: linear warm-up
+    from 1/warmup_steps over ``warmup_steps``, then ×``gamma`` at each milestone (in steps) for
+    ``"step"``, or half a cosine from 1 to 0 over the remaining steps for ``"cosine"``."""
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+    if schedule == "step":
+        return warm * gamma ** sum(step >= m for m in milestones)
+    progress = min(1.0, max(0, step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return warm * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class PoseModule(L.LightningModule):
@@ -118,5 +132,14 @@ class PoseModule(L.LightningModule):
         tc = self.cfg.train
         params = list(self.model.parameters()) + (list(self.loss.parameters()) if self.loss is not None else [])
         opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(tc.milestones), gamma=tc.gamma)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        if tc.schedule not in ("step", "cosine"):
+            raise ValueError(f"train.schedule {tc.schedule!r}: step or cosine")
+        if tc.schedule == "step" and not tc.warmup_steps:
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(tc.milestones), gamma=tc.gamma)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
+        factor = partial(lr_factor, schedule=tc.schedule, total_steps=total, warmup_steps=tc.warmup_steps,
+                         milestones=tuple(m * per_epoch for m in tc.milestones), gamma=tc.gamma)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
