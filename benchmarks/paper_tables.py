@@ -1,7 +1,7 @@
 """The rows of the paper's Tables 1, 4 and 7 and the heatmap baseline of Table 2(a), trained on
 the embedded synthetic dataset with one budget for every row, over several seeds.
 
-    python benchmarks/paper_tables.py [--epochs 4] [--train-images 3000] [--seeds 0 1 2] [--rows rle,l1,...] [--demo-model]
+    python benchmarks/paper_tables.py [--epochs 4] [--milestones 3] [--train-images 3000] [--seeds 0 1 2] [--rows rle,l1,...] [--demo-model]
 
 Every row: ResNet-18 at 96×72 from scratch (no pretrained weights can be had here), Adam 1e-3,
 the same rendered images, epochs and seeds; only the loss (or the heatmap head) changes. AP,
@@ -54,6 +54,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default=DEFAULT_ROWS, help=f"comma-separated, from {', '.join(ROWS)}")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--milestones", type=int, nargs="+",
+                        help="epochs where the learning rate drops ×0.1 (default: before the last epoch)")
     parser.add_argument("--train-images", type=int, default=3000)
     parser.add_argument("--val-images", type=int, default=300)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -75,8 +77,8 @@ def main() -> None:
         for seed in args.seeds:
             t0 = time.perf_counter()
             setting = DEMO_MODEL if args.demo_model else {}
-            cfg = demo_config(out_dir, args.epochs, seed, loss=loss, name=f"{'demo_' if args.demo_model else ''}{row}_seed{seed}",
-                              **setting)
+            name = f"{'demo_' if args.demo_model else ''}{row}_seed{seed}" + (f"_e{args.epochs}" if args.epochs != 4 else "")
+            cfg = demo_config(out_dir, args.epochs, seed, loss=loss, name=name, milestones=args.milestones, **setting)
             module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)
             runs.append({**module.last_metrics, **heldout_calibration(module, cfg), "seed": seed,
                          "seconds": time.perf_counter() - t0})
@@ -89,7 +91,7 @@ def main() -> None:
 
     print(f"\nEmbedded synthetic dataset ({args.train_images} train / {args.val_images} held-out images), "
           f"ResNet-18 96×72 from scratch ({'integral head, short-schedule augmentation' if args.demo_model else 'FC head'}), "
-          f"{args.epochs} epochs, seeds {args.seeds} (mean ± std)")
+          f"{args.epochs} epochs (LR ×0.1 at {args.milestones or [args.epochs - 1]}), seeds {args.seeds} (mean ± std)")
     print(f"{'row':>13} {'AP':>11} {'AP50':>6} {'AP75':>6} {'corr':>13} {'σ̂/|err|':>9} {'paper AP':>9} {'paper corr':>11}")
     for r in results:
         m, s = r["mean"], r["std"]

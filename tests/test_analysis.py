@@ -238,7 +238,11 @@ def test_cli_occlusion_and_truncation_for_regression_and_heatmap(tmp_path, capsy
                      "--out", str(tmp_path / head)]) == 0
         r = json.loads((tmp_path / head / "occlusion.json").read_text())
         assert np.array(r["delta_uncertainty"]).shape == (17, 17) and (tmp_path / head / "occlusion.png").is_file()
-        assert "labelled_occluded_vs_visible" in r  # the rendered data marks its occluded joints
+        c = r["labelled_occluded_vs_visible"]  # the rendered data marks its occluded joints
+        ratios = [v for v in c["per_joint_ratio"] if v is not None]
+        assert len(c["per_joint_ratio"]) == 17 and len(ratios) == c["joints_compared"]
+        assert c["per_joint_ratio_mean"] == pytest.approx(np.mean(ratios))
+        assert c["joints_rising"] == sum(v > 1 for v in ratios)
     assert "occluding a joint changes" in capsys.readouterr().out
     assert main(["analyze", "truncation", "--checkpoint", *ckpts, "--config", str(tmp_path / "regression.json"),
                  "--out", str(tmp_path / "t")]) == 0

@@ -149,7 +149,8 @@ def cmd_occlusion(args: argparse.Namespace) -> int:
     if "labelled_occluded_vs_visible" in r:
         c = r["labelled_occluded_vs_visible"]
         print(f"joints the data marks occluded (v=1) against the same joints visible: uncertainty "
-              f"{c['per_joint_ratio_mean']:.2f}× (mean over {c['joints_compared']} joints)")
+              f"{c['per_joint_ratio_mean']:.2f}× (mean over {c['joints_compared']} joints; higher on "
+              f"{c['joints_rising']} of them)")
     print(f"figure: {r['png']}; numbers: {Path(args.out) / 'occlusion.json'}")
     return 0
 

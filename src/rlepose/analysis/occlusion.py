@@ -109,12 +109,14 @@ def occlusion_tables(model, batches, input_size: tuple[int, int], size: float = 
         # is easier than a wrist), and which joints the data marks occluded is not uniform
         (occ, occ_j), (vis, vis_j) = ((torch.cat([u for u, _ in vis_unc[f]]), torch.cat([j for _, j in vis_unc[f]]))
                                       for f in (1, 2))
-        ratios = [float(occ[occ_j == j].mean() / vis[vis_j == j].mean()) for j in range(len(counts))
-                  if (occ_j == j).sum() >= 5 and (vis_j == j).sum() >= 5]
+        per_joint = [float(occ[occ_j == j].mean() / vis[vis_j == j].mean())
+                     if (occ_j == j).sum() >= 5 and (vis_j == j).sum() >= 5 else None for j in range(len(counts))]
+        ratios = [r for r in per_joint if r is not None]
         if ratios:
             result["labelled_occluded_vs_visible"] = {
                 "occluded_mean": float(occ.mean()), "visible_mean": float(vis.mean()),
                 "per_joint_ratio_mean": float(np.mean(ratios)), "joints_compared": len(ratios),
+                "per_joint_ratio": per_joint, "joints_rising": int(sum(r > 1 for r in ratios)),
                 "n_occluded": len(occ), "n_visible": len(vis)}
     return result
 
