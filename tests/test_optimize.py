@@ -77,7 +77,7 @@ import numpy as np  # noqa: E402
 
 from rlepose.api import PosePredictor, TorchBackend, cached_onnx, choose_backend  # noqa: E402
 from rlepose.data.keypoints import COCO_KEYPOINTS  # noqa: E402
-from rlepose.data.transforms import TopDownTransform, TransformConfig, crop_boxes, crops_to_tensor  # noqa: E402
+from rlepose.data.transforms import TopDownTransform, TransformConfig, crop_boxes, crops_to_array, crops_to_tensor  # noqa: E402
 from rlepose.inference import crop_to_image, predict_crops  # noqa: E402
 from rlepose.training.config import config_from_dict, config_to_dict  # noqa: E402
 from rlepose.training.module import PoseModule  # noqa: E402
@@ -113,6 +113,26 @@ def test_batch_crops_equal_the_training_transform_in_eval_mode():
         ref = transform(image, box)
         assert np.allclose(matrices[i], ref["matrix"].numpy())
         assert torch.allclose(x[i], ref["image"], atol=1e-5)
+    assert np.array_equal(crops_to_array(crops), x.numpy()) and crops_to_array(crops).flags.c_contiguous
+
+
+def test_onnxruntime_predictor_gets_numpy_batches_and_agrees_with_torch(tmp_path):
+    """The ONNX Runtime path never builds its batch with torch ops (their OpenMP threads would
+    spin on the cores ONNX Runtime needs); its people equal the torch path's."""
+    pytest.importorskip("onnxruntime")
+    path, _ = _checkpoint(tmp_path)
+    image, boxes = _image_and_boxes()
+    ort_predictor = PosePredictor.from_checkpoint(path, backend="onnxruntime")
+    seen = []
+    backend = ort_predictor.backend
+    ort_predictor.backend = lambda x: seen.append(type(x)) or backend(x)
+    ort_predictor.backend.takes_numpy = True
+    fast = ort_predictor.predict(image, boxes)
+    assert seen == [np.ndarray]
+    ref = PosePredictor.from_checkpoint(path, backend="torch").predict(image, boxes)
+    for a, b in zip(fast, ref):
+        assert np.abs(a["keypoints"] - b["keypoints"]).max() < 1e-2
+        assert np.abs(a["joint_confidence"] - b["joint_confidence"]).max() < 1e-4
 
 
 @pytest.mark.parametrize("head", ["regression", "heatmap"])

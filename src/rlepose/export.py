@@ -82,7 +82,11 @@ class OnnxBackend:
             raise ValueError(f"{path} was not exported by rlepose (no 'rlepose' metadata)")
         self.metadata = json.loads(meta["rlepose"])
 
-    def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        x = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+    takes_numpy = True  # PosePredictor hands it NumPy batches (see PosePredictor.predict_many)
+
+    def __call__(self, images: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
+        if isinstance(images, Tensor):
+            images = images.detach().cpu().numpy()
+        x = np.ascontiguousarray(images, dtype=np.float32)
         kp, conf = self.session.run(None, {"images": x})
         return torch.from_numpy(kp), torch.from_numpy(conf)
