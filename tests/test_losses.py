@@ -360,3 +360,28 @@ def test_log_density_integrates_to_one_over_labels(kind):
     mu = torch.zeros_like(labels)
     mass = loss.log_density(mu, sigma.expand_as(mu), labels).exp().sum() * step**2
     assert mass.item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_flow_warmup_gives_mu_the_q_gradient_only_and_keeps_the_value():
+    """flow_grad = 0: the loss value is unchanged, µ̂ gets exactly Laplace NLL's gradient, σ̂ its
+    own, and the flow still trains; flow_grad = 1 restores the full gradient."""
+    torch.manual_seed(0)
+    loss = RLELoss(2)
+    with torch.no_grad():  # a flow that is not flat, so its gradient on µ̂ is not ~0
+        for p in loss.flow.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    mu = torch.randn(4, 3, 2, requires_grad=True)
+    sigma = (0.2 + torch.rand(4, 3, 2)).requires_grad_()
+    target = torch.randn(4, 3, 2)
+    full = loss(mu, sigma, target)
+    g_full = torch.autograd.grad(full, mu)[0]
+    loss.flow_grad = 0.0
+    warm = loss(mu, sigma, target)
+    g_mu, g_sigma = torch.autograd.grad(warm, (mu, sigma), retain_graph=True)
+    flow_grads = torch.autograd.grad(warm, list(loss.flow.parameters()), allow_unused=True)
+    laplace = build_loss("laplace_nll", dim=2)(mu, sigma, target)
+    g_lap, g_lap_sigma = torch.autograd.grad(laplace, (mu, sigma))
+    assert warm.item() == pytest.approx(full.item())
+    assert torch.allclose(g_mu, g_lap, atol=1e-6) and torch.allclose(g_sigma, g_lap_sigma, atol=1e-6)
+    assert not torch.allclose(g_full, g_lap, atol=1e-3)
+    assert any(g is not None and g.abs().sum() > 0 for g in flow_grads)

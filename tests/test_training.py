@@ -263,3 +263,17 @@ def test_cosine_schedule_is_stepped_per_batch_to_zero(tmp_path, fixtures):
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="step or cosine"):
         train(load_config(_config(tmp_path, fixtures), ["train.schedule=linear", "name=bad"]), enable_progress_bar=False)
+
+
+def test_flow_warmup_epochs_switch_the_flow_gradient_on(tmp_path, fixtures):
+    import lightning as L
+
+    seen = []
+
+    class Record(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            seen.append(module.loss.flow_grad)
+
+    cfg = load_config(_config(tmp_path, fixtures), ["loss.flow_warmup_epochs=1"])
+    train(cfg, enable_progress_bar=False, callbacks=[Record()])
+    assert seen == [0.0, 1.0]

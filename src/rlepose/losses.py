@@ -232,6 +232,9 @@ class RLELoss(JointLoss):
         self.log_s_grid = log_s_grid
         self.log_s_bound = log_s_bound
         self.quadrature_points = quadrature_points
+        # Scale of the flow term's gradient on µ̂ (the Q term's is untouched). Training sets it to
+        # 0 for the first ``loss.flow_warmup_epochs`` epochs; the flow itself trains throughout.
+        self.flow_grad = 1.0
 
     @property
     def normalized(self) -> bool:
@@ -311,7 +314,10 @@ class RLELoss(JointLoss):
             coord = log_sigma - a.log().to(mu.dtype) - log_q(y, self.q)
             joint = log_integral.to(mu.dtype) - self.flow.log_prob(y.reshape(n * k, d)).reshape(n, k)
             return coord, joint
-        flow_input = (mu - target) / sigma.detach() if self.scale == "q" else bar_mu
+        mu_flow = mu  # the flow's gradient on µ̂ scaled by flow_grad (0 during a warm-up); values unchanged
+        if self.flow_grad != 1.0:
+            mu_flow = mu.detach() + self.flow_grad * (mu - mu.detach())
+        flow_input = (mu_flow - target) / (sigma.detach() if self.scale == "q" else sigma)
         log_g = self.flow.log_prob(flow_input.reshape(n * k, d)).reshape(n, k)
         if self.form == "paper":
             coord = log_sigma if self.q is None else log_sigma - log_q(bar_mu, self.q)

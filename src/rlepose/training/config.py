@@ -35,6 +35,9 @@ class LossConfig:
     flow_zero_init: bool | None = None
     log_s_grid: int | None = None
     reduction: str = "mean"
+    # rle/rle_gaussian/dle: epochs during which the flow's term gives µ̂ no gradient (the flow
+    # still trains on the residuals); µ̂ learns from Q alone until then
+    flow_warmup_epochs: int = 0
 
     def resolved_scale(self) -> str:
         """``scale`` with ``None`` replaced by the loss's default (``q`` for RLE, paper form)."""

@@ -96,6 +96,10 @@ class LiftingModule(L.LightningModule):
         mu, sigma = self.model(self.normalizer.inputs(joints_2d))
         return self.normalizer.to_mm(mu), sigma
 
+    def on_train_epoch_start(self) -> None:
+        if hasattr(self.loss, "flow_grad"):
+            self.loss.flow_grad = 0.0 if self.current_epoch < self.cfg.loss.flow_warmup_epochs else 1.0
+
     def training_step(self, batch, batch_idx):
         x, y = batch
         mu, sigma = self.model(self.normalizer.inputs(x))

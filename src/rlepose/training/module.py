@@ -85,6 +85,10 @@ class PoseModule(L.LightningModule):
         mu, sigma = self.model(images)
         return self.loss(mu, sigma, target, weight)
 
+    def on_train_epoch_start(self) -> None:
+        if self.loss is not None and hasattr(self.loss, "flow_grad"):
+            self.loss.flow_grad = 0.0 if self.current_epoch < self.cfg.loss.flow_warmup_epochs else 1.0
+
     def training_step(self, batch, batch_idx):
         if batch is None:  # every sample of the batch was skipped as unreadable
             return None
