@@ -149,8 +149,8 @@ def predictor_rows(args, tmp: Path) -> list[dict]:
     rows = []
     for name, fn in runs.items():
         # one block per predictor, not turns: ONNX Runtime's and torch's idle threads spin for a
-        # while after each call and would slow whichever runs next (measured: +36% on the previous
-        # predictor); 3× the repeats for the one-person latency, the noisiest ratio quoted
+        # while after each call and would slow whichever runs next (a run timed in turns put the
+        # previous predictor at 146 ms instead of 101–115); 3× the repeats for the one-person latency, the noisiest ratio quoted
         one = median_time(lambda: fn(image, boxes32[:1]), 3 * args.repeats)
         many = median_time(lambda: fn(image, boxes32), max(3, args.repeats // 5), warmup=1)
         rows.append({"predictor": name, "latency_ms_1": 1e3 * one, "people_s_32": 32 / many})

@@ -75,12 +75,12 @@ def main() -> None:
     out = Path(args.out)
     for row in args.rows.split(","):
         loss, paper_ap, paper_corr = ROWS[row]
+        if row == "rle_warmup":
+            loss = {**loss, "flow_warmup_epochs": (args.milestones or [args.epochs - 1])[0]}
         runs = []
         for seed in args.seeds:
             t0 = time.perf_counter()
             setting = DEMO_MODEL if args.demo_model else {}
-            if row == "rle_warmup":
-                loss = {**loss, "flow_warmup_epochs": (args.milestones or [args.epochs - 1])[0]}
             name = f"{'demo_' if args.demo_model else ''}{row}_seed{seed}" + (f"_e{args.epochs}" if args.epochs != 4 else "")
             cfg = demo_config(out_dir, args.epochs, seed, loss=loss, name=name, milestones=args.milestones, **setting)
             module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)

@@ -221,7 +221,8 @@ class PosePredictor:
             all_boxes.append(b)
             all_scores.append(np.ones(len(b)) if s is None else np.asarray(s, float))
         # ONNX Runtime gets arrays made in NumPy: a torch op on the batch would leave torch's
-        # OpenMP threads spinning on the cores ONNX Runtime then needs (measured: 84 → 76 ms per person)
+        # OpenMP threads spinning on the cores ONNX Runtime then needs (one person: 88 → 76–81 ms in
+        # benchmarks/inference_speed.py)
         to_batch = crops_to_array if getattr(self.backend, "takes_numpy", False) else crops_to_tensor
         kps, joint_conf = self._run(to_batch(np.concatenate(crops)))
         keypoints = crop_to_image(kps, np.concatenate(matrices), self.input_size)

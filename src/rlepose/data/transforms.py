@@ -165,6 +165,10 @@ def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:
     return (x - _MEAN_255) / _STD_255
 
 
+_MEAN_255_NP = _MEAN_255.numpy().astype(np.float32)
+_STD_255_NP = _STD_255.numpy().astype(np.float32)
+
+
 def crops_to_array(crops: np.ndarray) -> np.ndarray:
     """:func:`crops_to_tensor` in NumPy: float32 (N, 3, H, W), C-contiguous. For backends that
     take arrays (ONNX Runtime): no torch thread pool runs, so none competes with theirs."""
@@ -172,10 +176,6 @@ def crops_to_array(crops: np.ndarray) -> np.ndarray:
     x -= _MEAN_255_NP
     x /= _STD_255_NP
     return x
-
-
-_MEAN_255_NP = _MEAN_255.numpy().astype(np.float32)
-_STD_255_NP = _STD_255.numpy().astype(np.float32)
 
 
 class TopDownTransform:

@@ -18,7 +18,7 @@ from rlepose.data.h36m import PoseSet
 from rlepose.evaluation.pose3d import per_action_table
 from rlepose.models.lifting import LiftingNet
 from rlepose.training.config import ExperimentConfig, config_from_dict, config_to_dict
-from rlepose.training.module import skip_nonfinite
+from rlepose.training.module import apply_flow_warmup, skip_nonfinite
 
 
 def screen_normalize(joints_2d: np.ndarray, image_size: np.ndarray) -> np.ndarray:
@@ -97,8 +97,7 @@ class LiftingModule(L.LightningModule):
         return self.normalizer.to_mm(mu), sigma
 
     def on_train_epoch_start(self) -> None:
-        if hasattr(self.loss, "flow_grad"):
-            self.loss.flow_grad = 0.0 if self.current_epoch < self.cfg.loss.flow_warmup_epochs else 1.0
+        apply_flow_warmup(self)
 
     def training_step(self, batch, batch_idx):
         x, y = batch

@@ -32,6 +32,12 @@ def skip_nonfinite(module: L.LightningModule, loss: torch.Tensor) -> None:
     return None
 
 
+def apply_flow_warmup(module: L.LightningModule) -> None:
+    """At each epoch's start: the RLE/DLE flow's gradient on µ̂ off during ``loss.flow_warmup_epochs``."""
+    if hasattr(module.loss, "flow_grad"):
+        module.loss.flow_grad = 0.0 if module.current_epoch < module.cfg.loss.flow_warmup_epochs else 1.0
+
+
 def lr_factor(step: int, schedule: str, total_steps: int, warmup_steps: int = 0,
               milestones: tuple[int, ...] = (), gamma: float = 0.1) -> float:
     """The learning rate at optimizer step ``step`` as a fraction of ``train.lr``: linear warm-up
@@ -86,8 +92,7 @@ class PoseModule(L.LightningModule):
         return self.loss(mu, sigma, target, weight)
 
     def on_train_epoch_start(self) -> None:
-        if self.loss is not None and hasattr(self.loss, "flow_grad"):
-            self.loss.flow_grad = 0.0 if self.current_epoch < self.cfg.loss.flow_warmup_epochs else 1.0
+        apply_flow_warmup(self)
 
     def training_step(self, batch, batch_idx):
         if batch is None:  # every sample of the batch was skipped as unreadable
