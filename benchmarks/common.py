@@ -1,6 +1,7 @@
 """Helpers shared by the benchmarks: held-out calibration of σ̂ and mean ± std over seeds."""
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -32,6 +33,16 @@ def summarize(runs: list[dict], metrics: tuple[str, ...]) -> tuple[dict, dict]:
     return mean, std
 
 
+def device_name() -> str:
+    """What trained a run: the GPU's name, or the CPU's model and core count."""
+    import os
+    import platform
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
 def row_record(row: str, loss: dict, runs: list[dict], metrics: tuple[str, ...], **extra) -> dict:
     """One benchmark row as the JSON keeps it: every run, and mean/std of each metric."""
     mean, std = summarize(runs, metrics)
@@ -41,3 +52,28 @@ def row_record(row: str, loss: dict, runs: list[dict], metrics: tuple[str, ...],
 def write_json(path: Path, data: dict) -> Path:
     """Benchmark JSON, indented, written whole or not at all (:func:`rlepose.files.write_json`)."""
     return files.write_json(path, data, indent=2)
+
+
+def merge_results(files: list[str], metrics: tuple[str, ...]) -> tuple[dict, list[dict]]:
+    """The runs of several benchmark JSON files pooled per row (rows in first-seen order, runs in
+    seed order), e.g. one row and seed per process run side by side. The files' settings must
+    agree apart from the rows, seeds and paths each ran. Returns the merged args and rows."""
+    own = ("rows", "seeds", "out", "dir", "merge")
+    rows: dict[str, dict] = {}
+    first: dict | None = None
+    for f in files:
+        data = json.loads(Path(f).read_text())
+        settings = {k: v for k, v in data["args"].items() if k not in own}
+        if first is None:
+            first, first_settings = dict(data["args"]), settings
+        elif settings != first_settings:
+            raise ValueError(f"{f} was run with other settings than {files[0]}: {settings} against {first_settings}")
+        for r in data["rows"]:
+            rows.setdefault(r["row"], {**r, "runs": []})["runs"] += r["runs"]
+    assert first is not None, "no files to merge"
+    first.update(rows=",".join(rows), seeds=sorted({run["seed"] for r in rows.values() for run in r["runs"]}))
+    merged = []
+    for r in rows.values():
+        extra = {k: v for k, v in r.items() if k not in ("row", "loss", "runs", "mean", "std")}
+        merged.append(row_record(r["row"], r["loss"], sorted(r["runs"], key=lambda run: run["seed"]), metrics, **extra))
+    return first, merged

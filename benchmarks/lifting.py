@@ -3,6 +3,7 @@ the calibration of σ̂, mean ± std.
 
     python benchmarks/lifting.py [--rows l2,laplace_nll,rle] [--seeds 0 1 2] [--epochs 8]
     python benchmarks/lifting.py --data-3d data/h36m/data_3d_h36m.npz --cameras data/h36m/cameras.pkl
+    python benchmarks/lifting.py --merge a.json b.json ... [--out all.json]   # runs made apart, one table
 
 Without ``--data-3d`` the poses are GENERATED (rlepose.data.h36m.generate_pose_set: H36M bone
 lengths, joint-angle limits, seen through the real cameras of the fixture's cameras.pkl;
@@ -16,11 +17,12 @@ JSON: one row per loss with every run, and ``mean`` / ``std`` of each metric ove
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
 
-from common import row_record, write_json
+from common import merge_results, row_record, write_json
 from rlepose.training.config import config_from_dict
 from rlepose.training.run import train
 
@@ -30,19 +32,34 @@ ROWS = {  # name: (loss config section, paper Table 8 MPJPE / PA-MPJPE or None)
     "l2": ({"name": "l2"}, {"MPJPE": 43.6, "PA-MPJPE": 33.2}),
     "l1": ({"name": "l1"}, None),
     "laplace_nll": ({"name": "laplace_nll"}, None),
-    "rle": ({"name": "rle"}, {"MPJPE": 40.9, "PA-MPJPE": 31.1}),  # the library's default RLE
-    "rle_beta1": ({"name": "rle", "beta": 1.0}, None),
-    "rle_warmup": ({"name": "rle"}, None),  # the flow's gradient reaches µ̂ after half the epochs
-    "rle_beta1_warmup": ({"name": "rle", "beta": 1.0}, None),  # both
-    # the published forms of RLE and the other measured candidates
-    "rle_eq8": ({"name": "rle", "scale": "joint"}, None),
-    "rle_official": ({"name": "rle", "form": "official"}, None),
-    "rle_mmpose": ({"name": "rle", "form": "mmpose"}, None),
-    "rle_standardized": ({"name": "rle", "standardize": True}, None),
-    "rle_q_unit_flow": ({"name": "rle", "flow_base_std": 1.0}, None),
-    "laplace_beta1": ({"name": "rle", "beta": 1.0, "flow_base_std": 1e3}, None),  # flow flat throughout
+    # the library's default RLE: the flow's gradient reaches µ̂ after half the epochs
+    # (loss.flow_warmup_epochs unset; lifting's learning rate decays ×0.95 every epoch)
+    "rle": ({"name": "rle"}, {"MPJPE": 40.9, "PA-MPJPE": 31.1}),
+    "rle_beta1": ({"name": "rle", "beta": 1.0}, None),  # β-NLL weighting on top: what lifting_fc_rle.yaml sets
+    "rle_no_warmup": ({"name": "rle", "flow_warmup_epochs": 0}, None),
+    "rle_beta1_no_warmup": ({"name": "rle", "beta": 1.0, "flow_warmup_epochs": 0}, None),
+    # the published forms of RLE and the other measured candidates, as published: no warm-up
+    "rle_eq8": ({"name": "rle", "scale": "joint", "flow_warmup_epochs": 0}, None),
+    "rle_official": ({"name": "rle", "form": "official", "flow_warmup_epochs": 0}, None),
+    "rle_mmpose": ({"name": "rle", "form": "mmpose", "flow_warmup_epochs": 0}, None),
+    "rle_standardized": ({"name": "rle", "standardize": True, "flow_warmup_epochs": 0}, None),
+    "rle_q_unit_flow": ({"name": "rle", "flow_base_std": 1.0, "flow_warmup_epochs": 0}, None),
+    # ablation: β-NLL Laplace, the same loss with a flow that stays flat throughout
+    "laplace_beta1": ({"name": "rle", "beta": 1.0, "flow_base_std": 1e3, "flow_warmup_epochs": 0}, None),
 }
 METRICS = ("MPJPE", "PA-MPJPE", "sigma_mean", "abs_error_mean", "sigma_over_error")
+
+
+def print_table(source: str, args: dict, rows: list[dict]) -> None:
+    print(f"\nFC lifting on {source}, {args['epochs']} epochs, batch 1024, Adam 1e-3 ×0.95/epoch, "
+          f"seeds {args['seeds']} (mean ± std)")
+    print(f"{'row':>19} {'MPJPE':>12} {'PA-MPJPE':>12} {'σ̂':>6} {'|err|':>6} {'paper MPJPE':>12} {'paper PA':>9}")
+    for r in rows:
+        m, s = r["mean"], r["std"]
+        p = r["paper"] or {"MPJPE": float("nan"), "PA-MPJPE": float("nan")}
+        print(f"{r['row']:>19} {m['MPJPE']:6.1f} ± {s['MPJPE']:3.1f} {m['PA-MPJPE']:6.1f} ± {s['PA-MPJPE']:3.1f} "
+              f"{m['sigma_mean']:6.3f} {m['abs_error_mean']:6.3f} {p['MPJPE']:12.1f} {p['PA-MPJPE']:9.1f}")
+    print("(mm; σ̂ and |err| in target std units; paper: real Human3.6M, 80 epochs — for reference only)")
 
 
 def main() -> None:
@@ -57,7 +74,15 @@ def main() -> None:
     parser.add_argument("--test-poses", type=int, default=10_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="benchmarks/results/lifting.json")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these result files into one table and exit")
     args = parser.parse_args()
+    if args.merge:
+        merged_args, rows = merge_results(args.merge, METRICS)
+        source = json.loads(Path(args.merge[0]).read_text())["data"]
+        print_table(source, merged_args, rows)
+        write_json(Path(args.out), {"data": source, "args": merged_args, "merged_from": args.merge, "rows": rows})
+        print(f"written to {args.out}")
+        return
     logging.getLogger("lightning").setLevel(logging.ERROR)
 
     cameras = Path(args.cameras).resolve()
@@ -72,8 +97,6 @@ def main() -> None:
         f"GENERATED ({args.train_poses} train / {args.test_poses} test poses)"
     for row in args.rows.split(","):
         loss, paper = ROWS[row]
-        if row.endswith("_warmup"):
-            loss = {**loss, "flow_warmup_epochs": args.epochs // 2}
         runs = []
         for seed in args.seeds:
             cfg = config_from_dict({"name": f"bench_lifting_{row}_seed{seed}", "task": "lifting", "loss": loss,
@@ -88,15 +111,7 @@ def main() -> None:
             partial = row_record(row, loss, runs, METRICS, paper=paper)
             write_json(out, {"data": source, "args": vars(args), "rows": [*rows, partial]})  # a kill loses one run
         rows.append(partial)
-    print(f"\nFC lifting on {source}, {args.epochs} epochs, batch 1024, Adam 1e-3 ×0.95/epoch, "
-          f"seeds {args.seeds} (mean ± std)")
-    print(f"{'row':>13} {'MPJPE':>12} {'PA-MPJPE':>12} {'σ̂':>6} {'|err|':>6} {'paper MPJPE':>12} {'paper PA':>9}")
-    for r in rows:
-        m, s = r["mean"], r["std"]
-        p = r["paper"] or {"MPJPE": float("nan"), "PA-MPJPE": float("nan")}
-        print(f"{r['row']:>13} {m['MPJPE']:6.1f} ± {s['MPJPE']:3.1f} {m['PA-MPJPE']:6.1f} ± {s['PA-MPJPE']:3.1f} "
-              f"{m['sigma_mean']:6.3f} {m['abs_error_mean']:6.3f} {p['MPJPE']:12.1f} {p['PA-MPJPE']:9.1f}")
-    print("(mm; σ̂ and |err| in target std units; paper: real Human3.6M, 80 epochs — for reference only)")
+    print_table(source, vars(args), rows)
     write_json(out, {"data": source, "args": vars(args), "rows": rows})
     print(f"written to {out}")
 

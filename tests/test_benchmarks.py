@@ -90,3 +90,63 @@ def test_lifting_and_paper_tables_small(tmp_path, fixtures):  # lifting.py proje
     rows = json.loads(out.read_text())["rows"]
     assert [r["row"] for r in rows] == ["rle", "l1"] and rows[0]["paper_AP"] == 70.5
     assert rows[0]["mean"]["sigma_over_error"] > 0 and "sigma_over_error" in rows[1]["mean"]
+    # the same runs as if a second process had made seed 1: --merge pools them per row
+    data = json.loads(out.read_text())
+    for r in data["rows"]:
+        r["runs"] = [{**run, "seed": 1, "AP": run["AP"] + 0.1} for run in r["runs"]]
+    other = tmp_path / "seed1.json"
+    other.write_text(json.dumps({**data, "args": {**data["args"], "seeds": [1]}}))
+    run_script("paper_tables.py", "--merge", str(out), str(other), "--out", str(tmp_path / "merged.json"))
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert merged["args"]["seeds"] == [0, 1] and [r["row"] for r in merged["rows"]] == ["rle", "l1"]
+    for r, alone in zip(merged["rows"], rows):
+        assert [run["seed"] for run in r["runs"]] == [0, 1]
+        assert r["mean"]["AP"] == pytest.approx(alone["mean"]["AP"] + 0.05)
+        assert r["std"]["AP"] == pytest.approx(0.1 / 2 ** 0.5)
+
+
+def test_merge_refuses_runs_made_with_other_settings(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common import merge_results
+
+    def part(name: str, row: str, seeds: list[int], epochs: int = 24) -> str:
+        runs = [{"seed": s, "AP": 0.1 * (s + 1)} for s in seeds]
+        (tmp_path / name).write_text(json.dumps({
+            "args": {"epochs": epochs, "rows": row, "seeds": seeds, "out": name},
+            "rows": [{"row": row, "loss": {"name": row}, "runs": runs, "mean": {}, "std": {}, "paper_AP": 1.0}]}))
+        return str(tmp_path / name)
+
+    args, rows = merge_results([part("a.json", "rle", [2]), part("b.json", "l1", [0]), part("c.json", "rle", [0, 1])],
+                               ("AP",))
+    assert args["rows"] == "rle,l1" and args["seeds"] == [0, 1, 2] and args["epochs"] == 24
+    assert [run["seed"] for run in rows[0]["runs"]] == [0, 1, 2] and rows[0]["paper_AP"] == 1.0
+    assert rows[0]["mean"]["AP"] == pytest.approx(0.2) and rows[0]["std"]["AP"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="other settings"):
+        merge_results([part("a.json", "rle", [0]), part("d.json", "l1", [0], epochs=4)], ("AP",))
+
+
+def test_precision_benchmark_compares_autocast_with_fp32(tmp_path, fixtures):
+    """precision.py on the CPU (bf16 autocast; fp16 where this build has it): fp32 is its own
+    reference, the others stay within a pixel, and AP comes from the checkpoint's own val split."""
+    import torch
+
+    from rlepose.training.config import config_from_dict, config_to_dict
+    from rlepose.training.module import PoseModule
+
+    torch.manual_seed(0)
+    cfg = config_from_dict({"name": "p", "model": {"backbone": "resnet18", "head": "integral", "deconv_channels": 16},
+                            "data": {"format": "coco", "root": str(fixtures / "coco"), "train_ann": "test_coco.json",
+                                     "train_images": ".", "val_ann": "test_coco.json", "val_images": ".",
+                                     "val_batch_size": 8, "num_workers": 0},
+                            "transform": {"input_size": [64, 48]}})
+    module = PoseModule.from_config(cfg)
+    ckpt = tmp_path / "p.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"config": config_to_dict(cfg)}}, ckpt)
+    out = tmp_path / "precision.json"
+    run_script("precision.py", str(ckpt), "--device", "cpu", "--batch", "4", "--repeats", "1", "--trust-checkpoint",
+               "--out", str(out))
+    rows = {r["precision"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["fp32"]["max_abs_diff"] == 0 and "bf16" in rows
+    for r in rows.values():
+        assert 0 <= r["AP"] <= 1 and r["crops_per_s"] > 0
+        assert r["max_abs_diff_px"] < 1.0 and r["mean_abs_diff"] <= r["max_abs_diff"]

@@ -277,3 +277,22 @@ def test_flow_warmup_epochs_switch_the_flow_gradient_on(tmp_path, fixtures):
     cfg = load_config(_config(tmp_path, fixtures), ["loss.flow_warmup_epochs=1"])
     train(cfg, enable_progress_bar=False, callbacks=[Record()])
     assert seen == [0.0, 1.0]
+
+
+def test_flow_warmup_default_lasts_until_the_learning_rate_first_drops():
+    """Unset, the warm-up ends at the first milestone of a top-down step schedule and after half
+    the epochs where the rate decays smoothly; 0 turns it off; losses without Q get none."""
+    def resolved(**sections):
+        return config_from_dict(sections).flow_warmup_epochs()
+
+    assert resolved(train={"epochs": 270, "milestones": [200, 170]}) == 170
+    assert resolved(train={"epochs": 24, "milestones": [20]}, loss={"name": "rle_gaussian"}) == 20
+    assert resolved(train={"epochs": 30, "schedule": "cosine"}) == 15
+    assert resolved(task="lifting", train={"epochs": 80, "milestones": [10]}) == 40  # lifting decays per epoch
+    assert resolved(loss={"name": "rle", "flow_warmup_epochs": 0}) == 0
+    assert resolved(loss={"name": "rle", "flow_warmup_epochs": 3}) == 3
+    assert resolved(loss={"name": "dle"}) == resolved(loss={"name": "laplace_nll"}) == 0
+    with pytest.raises(ConfigError, match="DLE has no Q"):
+        resolved(loss={"name": "dle", "flow_warmup_epochs": 2})
+    with pytest.raises(ConfigError, match=">= 0"):
+        resolved(loss={"name": "rle", "flow_warmup_epochs": -1})

@@ -233,7 +233,7 @@ class RLELoss(JointLoss):
         self.log_s_bound = log_s_bound
         self.quadrature_points = quadrature_points
         # Scale of the flow term's gradient on µ̂ (the Q term's is untouched). Training sets it to
-        # 0 for the first ``loss.flow_warmup_epochs`` epochs; the flow itself trains throughout.
+        # 0 during the flow warm-up (``loss.flow_warmup_epochs``); the flow itself trains throughout.
         self.flow_grad = 1.0
 
     @property

@@ -35,9 +35,11 @@ class LossConfig:
     flow_zero_init: bool | None = None
     log_s_grid: int | None = None
     reduction: str = "mean"
-    # rle/rle_gaussian/dle: epochs during which the flow's term gives µ̂ no gradient (the flow
-    # still trains on the residuals); µ̂ learns from Q alone until then
-    flow_warmup_epochs: int = 0
+    # rle/rle_gaussian: epochs during which the flow's term gives µ̂ no gradient (the flow still
+    # trains on the residuals) and µ̂ learns from Q alone. None: until the learning rate first
+    # drops (ExperimentConfig.flow_warmup_epochs); 0: never (the paper's and official training).
+    # Measured: README "Which RLE is the default".
+    flow_warmup_epochs: int | None = None
 
     def resolved_scale(self) -> str:
         """``scale`` with ``None`` replaced by the loss's default (``q`` for RLE, paper form)."""
@@ -173,6 +175,24 @@ class ExperimentConfig:
     # `rlepose convert` from the official code or MMPose; training starts there with a fresh optimizer
     init_from: str | None = None
 
+    def flow_warmup_epochs(self) -> int:
+        """``loss.flow_warmup_epochs`` resolved: when unset, the first milestone of a top-down
+        step schedule, or half the epochs where the rate decays smoothly (cosine, lifting's
+        per-epoch ×gamma); always 0 for losses without a flow, and for DLE, which has no Q to
+        train µ̂ meanwhile."""
+        loss, tc = self.loss, self.train
+        if loss.name == "dle" and loss.flow_warmup_epochs:
+            raise ConfigError("loss.flow_warmup_epochs: DLE has no Q, so µ̂ would get no gradient during the warm-up")
+        if loss.name not in ("rle", "rle_gaussian"):
+            return 0
+        if loss.flow_warmup_epochs is not None:
+            if loss.flow_warmup_epochs < 0:
+                raise ConfigError(f"loss.flow_warmup_epochs must be >= 0, got {loss.flow_warmup_epochs}")
+            return loss.flow_warmup_epochs
+        if self.task == "topdown" and tc.schedule == "step" and tc.milestones:
+            return min(tc.milestones)
+        return tc.epochs // 2
+
 
 _SECTIONS = {"model": ModelConfig, "lifting": LiftingConfig, "loss": LossConfig, "data": DataConfig,
              "transform": TransformConfig, "train": TrainConfig}
@@ -210,6 +230,7 @@ def config_from_dict(d: dict) -> ExperimentConfig:
     cfg = ExperimentConfig(**kwargs)
     if cfg.task not in ("topdown", "lifting"):
         raise ConfigError(f"unknown task {cfg.task!r}: topdown or lifting")
+    cfg.flow_warmup_epochs()  # validates
     return cfg
 
 

@@ -33,9 +33,10 @@ def skip_nonfinite(module: L.LightningModule, loss: torch.Tensor) -> None:
 
 
 def apply_flow_warmup(module: L.LightningModule) -> None:
-    """At each epoch's start: the RLE/DLE flow's gradient on µ̂ off during ``loss.flow_warmup_epochs``."""
+    """At each epoch's start: the RLE flow's gradient on µ̂ off during the flow warm-up
+    (:meth:`ExperimentConfig.flow_warmup_epochs`)."""
     if hasattr(module.loss, "flow_grad"):
-        module.loss.flow_grad = 0.0 if module.current_epoch < module.cfg.loss.flow_warmup_epochs else 1.0
+        module.loss.flow_grad = 0.0 if module.current_epoch < module.cfg.flow_warmup_epochs() else 1.0
 
 
 def lr_factor(step: int, schedule: str, total_steps: int, warmup_steps: int = 0,

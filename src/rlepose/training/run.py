@@ -274,11 +274,13 @@ def heldout_arrays(module, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
     pixels and the object's ``area`` (N,) pixels²."""
     loader, _ = val_loader(cfg, keypoint_spec(cfg))
     module.eval()
+    device = next(module.parameters()).device
     parts: dict[str, list] = {k: [] for k in ("mu", "sigma", "target", "weight", "size", "area")}
     for batch in loader:
         if batch is None:
             continue
-        mu, sigma = module.model(batch["image"])
+        with torch.inference_mode():
+            mu, sigma = (t.cpu() for t in module.model(batch["image"].to(device)))
         for key, value in (("mu", mu), ("sigma", sigma), ("target", batch["target"]),
                            ("weight", batch["target_weight"]), ("size", batch["size"]),
                            ("area", torch.as_tensor(batch["area"]))):
