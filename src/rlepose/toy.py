@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rlepose.losses import JointLoss, L1Loss, L2Loss, RLELoss, build_loss
+from rlepose.losses import DLELoss, JointLoss, L1Loss, L2Loss, RLELoss, build_loss
 
 
 @dataclass(frozen=True)
@@ -78,20 +78,33 @@ class ToyRegressor(nn.Module):
 
 
 def fit(problem: ToyProblem, loss: JointLoss, train: dict[str, Tensor], steps: int = 1500,
-        batch: int = 256, lr: float = 1e-3, seed: int = 0) -> ToyRegressor:
-    """Adam on model + loss parameters jointly, as the paper trains regressor and flow."""
+        batch: int = 256, lr: float = 1e-3, seed: int = 0, milestones: tuple[int, ...] | None = None,
+        flow_warmup_steps: int | None = None) -> ToyRegressor:
+    """Adam on model + loss parameters jointly, as the paper trains regressor and flow, with the
+    learning rate ×0.1 at each of ``milestones`` (steps; default: at 80% of them, like the step
+    schedules of the pose configs). ``flow_warmup_steps``: steps during which RLE's flow term
+    gives µ̂ no gradient; by default until the first drop, as training does
+    (:meth:`rlepose.training.config.ExperimentConfig.flow_warmup_epochs`); 0: never."""
+    milestones = (int(0.8 * steps),) if milestones is None else tuple(milestones)
+    warmup = 0
+    if isinstance(loss, RLELoss) and not isinstance(loss, DLELoss):  # DLE has no Q to train µ̂ meanwhile
+        warmup = flow_warmup_steps if flow_warmup_steps is not None else min(milestones, default=steps // 2)
     torch.manual_seed(seed)
     model = ToyRegressor(problem.features, problem.joints, problem.dim)
     opt = torch.optim.Adam(list(model.parameters()) + list(loss.parameters()), lr=lr)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), gamma=0.1)
     g = torch.Generator().manual_seed(seed)
     n = train["x"].shape[0]
-    for _ in range(steps):
+    for step in range(steps):
+        if isinstance(loss, RLELoss):
+            loss.flow_grad = 0.0 if step < warmup else 1.0
         idx = torch.randint(0, n, (batch,), generator=g)
         mu, sigma = model(train["x"][idx])
         value = loss(mu, sigma, train["y"][idx])
         opt.zero_grad()
         value.backward()
         opt.step()
+        sched.step()
     return model
 
 
@@ -112,8 +125,10 @@ def heldout_nll(loss: JointLoss, mu: Tensor, sigma: Tensor, target: Tensor) -> f
 
 def compare_losses(names: tuple[str, ...] = ("l1", "laplace_nll", "gaussian_nll", "rle"),
                    problem: ToyProblem = ToyProblem(), n_train: int = 8000, n_test: int = 4000,
-                   steps: int = 1500, seed: int = 0) -> list[dict]:
-    """Train one regressor per loss on the same data and budget; evaluate on held-out data.
+                   steps: int = 1500, seed: int = 0, flow_warmup_steps: int | None = None) -> list[dict]:
+    """Train one regressor per loss on the same data and budget (:func:`fit`: learning rate
+    ×0.1 at 80% of the steps, RLE's flow warm-up until then unless ``flow_warmup_steps``);
+    evaluate on held-out data.
 
     Returns rows with ``loss``, ``nll`` (nats per joint, None for L1/L2), ``loc_error``
     (mean Euclidean distance of µ̂ to the true location), ``sigma_mean`` (mean σ̂; the true
@@ -123,7 +138,7 @@ def compare_losses(names: tuple[str, ...] = ("l1", "laplace_nll", "gaussian_nll"
     rows = []
     for name in names:
         loss = build_loss(name, dim=problem.dim)
-        model = fit(problem, loss, train, steps=steps, seed=seed)
+        model = fit(problem, loss, train, steps=steps, seed=seed, flow_warmup_steps=flow_warmup_steps)
         model.eval()
         with torch.no_grad():
             mu, sigma = model(test["x"])
