@@ -40,3 +40,22 @@ def test_default_rle_sigma_does_not_drift():
         ratios[name] = (sigma.mean() / (mu - test["y"]).abs().mean()).item()
     assert ratios["printed"] > 5.0
     assert 0.5 < ratios["default"] < 2.0
+
+
+def test_toy_fit_flow_warmup_trains_mu_as_laplace_nll_until_the_drop():
+    """Held off µ̂ for all steps, RLE's flow leaves the regressor exactly Laplace NLL's (Q's
+    gradient alone; the flow's parameters are separate in Adam); by default it acts from the
+    learning-rate drop at 80% of the steps, and the regressor then differs."""
+    import torch
+
+    from rlepose.losses import build_loss
+    from rlepose.toy import fit
+
+    problem = ToyProblem(noise="mixture")
+    train = problem.sample(2000, 0)
+    params = {}
+    for key, name, warm in (("laplace", "laplace_nll", None), ("held", "rle", 40), ("default", "rle", None)):
+        model = fit(problem, build_loss(name, dim=2), train, steps=40, seed=0, flow_warmup_steps=warm)
+        params[key] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert torch.allclose(params["held"], params["laplace"], atol=1e-6)
+    assert not torch.allclose(params["default"], params["laplace"], atol=1e-6)
