@@ -291,3 +291,30 @@ def test_mmpose_style_metadata_is_read_inert(tmp_path):
     assert torch.equal(data["state_dict"]["head.fc.weight"], weight)
     assert isinstance(data["meta"]["hub"], InertObject) and data["meta"]["hub"].state == {"data": [1.0, 2.0]}
     assert data["meta"]["hub"].qualname == "mmengine.logging.history_buffer.HistoryBuffer"
+
+
+def test_compact_checkpoint_is_int8_small_and_predicts_like_the_original(tmp_path, fixtures):
+    """save_compact: a quarter of the size; every large weight within half a quantization step
+    of the original, everything else exact; every loader takes it back as fp32."""
+    from rlepose.models.checkpoint import read_checkpoint, save_compact
+
+    ckpt, module = _checkpoint(tmp_path, backbone="resnet18_0.5", head="integral")
+    small = save_compact(torch.load(ckpt, weights_only=False), tmp_path / "small.pt")
+    assert small.stat().st_size < 0.3 * ckpt.stat().st_size
+    full, back = module.state_dict(), read_checkpoint(small)["state_dict"]
+    assert back.keys() == full.keys()
+    quantized = 0
+    for key, w in full.items():
+        if w.is_floating_point() and w.dim() >= 2 and w.numel() >= 1024:
+            step = w.reshape(len(w), -1).abs().amax(1) / 127
+            err = (back[key] - w).reshape(len(w), -1).abs().amax(1)
+            assert (err <= step / 2 * (1 + 1e-5)).all() and err.max() > 0, key
+            quantized += 1
+        else:
+            assert torch.equal(back[key], w), key
+    assert quantized >= 20  # every convolution of the backbone and head
+    image = fixtures / "coco/000000000785.jpg"
+    a = PosePredictor.from_checkpoint(ckpt, backend="torch").predict(image)[0]
+    b = PosePredictor.from_checkpoint(small, backend="torch").predict(image)[0]
+    drift = np.abs(a["keypoints"] - b["keypoints"]).max()
+    assert drift < 0.01 * 640, drift  # pixels, on the 640-px-wide whole-image box

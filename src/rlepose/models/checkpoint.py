@@ -120,6 +120,8 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
 def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
     """Load a ``torch.save``-d file without running code from it (see the module docstring).
 
+    A file written by :func:`save_compact` comes back as a checkpoint with fp32 weights.
+
     Args:
         trust: unpickle everything, which can run code the file contains; only for files whose
             origin you trust (``--trust-checkpoint``). A warning says so.
@@ -136,11 +138,11 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
     if trust:
         log.warning("unpickling %s fully (trusted): a malicious file could run code", path)
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
+            return expand_compact(torch.load(path, map_location="cpu", weights_only=False))
         except broken as exc:
             raise _unreadable(path, exc) from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return expand_compact(torch.load(path, map_location="cpu", weights_only=True))
     except pickle.UnpicklingError:
         pass  # foreign metadata objects, or worse: look closer without running anything
     except broken as exc:
@@ -158,6 +160,44 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
     if seen:
         log.info("%s: metadata objects read as inert stand-ins, not run: %s", path, ", ".join(sorted(seen)))
     return data
+
+
+COMPACT_FORMAT = "rlepose-int8-weights-v1"
+
+
+def save_compact(checkpoint: Mapping, path: str | Path, min_numel: int = 1024) -> Path:
+    """A small inference copy of an rlepose checkpoint, e.g. to ship a model in a package: every
+    floating weight of 2 or more dimensions and at least ``min_numel`` values (convolutions,
+    deconvolutions, linear layers) stored as int8 with one fp32 scale per slice along its first
+    dimension (symmetric, round to nearest: max |w| ↦ 127), the other tensors as they are; the
+    config is kept and the optimizer state dropped. :func:`read_checkpoint` expands it back to a
+    checkpoint with fp32 weights, so every loader takes it; each weight is then within half a
+    quantization step (max |w| / 254) of the original."""
+    packed: dict[str, Any] = {}
+    for key, value in checkpoint["state_dict"].items():
+        if value.is_floating_point() and value.dim() >= 2 and value.numel() >= min_numel:
+            rows = value.detach().float().reshape(value.shape[0], -1)
+            scale = rows.abs().amax(1).clamp_min(1e-12) / 127
+            q = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8).reshape(value.shape)
+            packed[key] = {"int8": q, "scale": scale}
+        else:
+            packed[key] = value.detach().clone()
+    return save_atomic({"format": COMPACT_FORMAT, "weights": packed,
+                        "hyper_parameters": {"config": checkpoint["hyper_parameters"]["config"]}}, path)
+
+
+def expand_compact(data: Any) -> Any:
+    """A file of :func:`save_compact` as a checkpoint with fp32 ``state_dict``; anything else unchanged."""
+    if not (isinstance(data, Mapping) and data.get("format") == COMPACT_FORMAT):
+        return data
+    state = {}
+    for key, value in data["weights"].items():
+        if isinstance(value, Mapping):
+            q, scale = value["int8"], value["scale"]
+            state[key] = (q.float().reshape(q.shape[0], -1) * scale[:, None]).reshape(q.shape)
+        else:
+            state[key] = value
+    return {"state_dict": state, "hyper_parameters": dict(data["hyper_parameters"]), "compact": COMPACT_FORMAT}
 
 _WRAPPERS = ("state_dict", "model", "model_state_dict", "module", "net")
 _PREFIXES = ("module.", "model.")

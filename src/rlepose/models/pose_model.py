@@ -67,14 +67,15 @@ class TopDownPoseModel(nn.Module):
 
 
 def build_backbone(name: str) -> nn.Module:
-    if name.startswith("resnet"):
-        return resnet(int(name[len("resnet"):]), num_classes=0)
+    if name.startswith("resnet"):  # resnet50, or resnet18_0.5 for a width multiplier
+        depth, _, width = name[len("resnet"):].partition("_")
+        return resnet(int(depth), num_classes=0, width=float(width) if width else 1.0)
     if name.startswith("hrnet_w"):
         return hrnet(int(name[len("hrnet_w"):]))
     if name.startswith("mobilenet_v2"):  # mobilenet_v2, or mobilenet_v2_0.5 for a width multiplier
         width = name[len("mobilenet_v2"):].lstrip("_")
         return mobilenet_v2(float(width) if width else 1.0)
-    raise ValueError(f"unknown backbone {name!r}: resnet18/34/50/101/152, hrnet_w32/hrnet_w48 or "
+    raise ValueError(f"unknown backbone {name!r}: resnet18/34/50/101/152[_WIDTH], hrnet_w32/hrnet_w48 or "
                      "mobilenet_v2[_WIDTH]")
 
 

@@ -7,6 +7,8 @@ backbone use ``num_classes=0`` (no ``fc``) and :meth:`ResNet.forward_features`, 
 the stride-32 feature map (N, C, H/32, W/32) with C = ``ResNet.out_channels``; loading an
 ImageNet checkpoint then reports ``fc.*`` as unexpected, which :func:`load_pretrained` can skip.
 Stride-2 sits in the 3×3 convolution of bottlenecks (the "ResNet v1.5" variant torchvision uses).
+``width`` scales every stage's channels (0.5: a quarter of the parameters and multiply-adds; same
+names, other shapes), for small models trained from scratch.
 """
 from __future__ import annotations
 
@@ -71,18 +73,22 @@ def make_layer(block: type[BasicBlock] | type[Bottleneck], c_in: int, planes: in
 
 
 class ResNet(nn.Module):
-    """ResNet with torchvision's names. ``num_classes=0`` drops the classifier."""
+    """ResNet with torchvision's names. ``num_classes=0`` drops the classifier; ``width``
+    multiplies the channels of the stem and of every stage."""
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: tuple[int, int, int, int],
-                 num_classes: int = 1000) -> None:
+                 num_classes: int = 1000, width: float = 1.0) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        if not 0 < width <= 4:
+            raise ValueError(f"ResNet width multiplier must be in (0, 4], got {width}")
+        c = max(8, round(64 * width))
+        self.conv1 = nn.Conv2d(3, c, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        c = 64
         stages = []
         for i, (planes, blocks) in enumerate(zip((64, 128, 256, 512), layers)):
+            planes = max(8, round(planes * width))
             stages.append(make_layer(block, c, planes, blocks, stride=1 if i == 0 else 2))
             c = planes * block.expansion
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
@@ -116,10 +122,10 @@ _SPECS = {
 }
 
 
-def resnet(depth: int, num_classes: int = 0) -> ResNet:
-    """ResNet-``depth`` for depth in 18, 34, 50, 101, 152."""
+def resnet(depth: int, num_classes: int = 0, width: float = 1.0) -> ResNet:
+    """ResNet-``depth`` for depth in 18, 34, 50, 101, 152, channels × ``width``."""
     name = f"resnet{depth}"
     if name not in _SPECS:
         raise ValueError(f"no ResNet-{depth}; choose from 18, 34, 50, 101, 152")
     block, layers = _SPECS[name]
-    return ResNet(block, layers, num_classes)
+    return ResNet(block, layers, num_classes, width)
