@@ -28,7 +28,8 @@ def _checkpoint(tmp_path, backbone="resnet18", head="regression", loss="rle", co
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
         if head != "heatmap":
-            module.model.head.fc.weight.normal_(0, 0.02)
+            head_fc = module.model.head.fc if head == "regression" else module.model.head.fc_sigma
+            head_fc.weight.normal_(0, 0.02)
     path = tmp_path / f"{backbone}_{head}.ckpt"
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"config": config_to_dict(cfg)}}, path)
     return path, module
@@ -317,4 +318,4 @@ def test_compact_checkpoint_is_int8_small_and_predicts_like_the_original(tmp_pat
     a = PosePredictor.from_checkpoint(ckpt, backend="torch").predict(image)[0]
     b = PosePredictor.from_checkpoint(small, backend="torch").predict(image)[0]
     drift = np.abs(a["keypoints"] - b["keypoints"]).max()
-    assert drift < 0.01 * 640, drift  # pixels, on the 640-px-wide whole-image box
+    assert drift < 0.5, drift  # pixels on the 640×425 image (measured: 0.01)
