@@ -233,6 +233,20 @@ def test_demo_end_to_end_small(tmp_path, capsys):
         assert (tmp_path / "demo").exists() and __import__("pathlib").Path(summary[key]).is_file()
 
 
+def test_demo_evaluates_the_shipped_model(tmp_path, capsys):
+    """`rlepose demo` without --train: the shipped int8 model (under 5 MB) on held-out images."""
+    from rlepose.demo import SHIPPED_MODEL
+
+    assert SHIPPED_MODEL.is_file() and SHIPPED_MODEL.stat().st_size < 5e6
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--val-images", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "The shipped RLE model" in out and "Laplace NLL, same data, model and budget" in out and "{" not in out
+    summary = json.loads((tmp_path / "demo/metrics.json").read_text())
+    assert summary["metrics"]["AP"] > 0.3  # 12 images: noisy, but a working model (0.52 on all 300)
+    assert __import__("pathlib").Path(summary["picture"]).is_file()
+    assert not (tmp_path / "demo/data/train.json").exists()  # only the held-out images are rendered
+
+
 class _RunsCode:
     """A pickle payload that would create a file when unpickled by a full unpickler."""
 
@@ -319,3 +333,13 @@ def test_compact_checkpoint_is_int8_small_and_predicts_like_the_original(tmp_pat
     b = PosePredictor.from_checkpoint(small, backend="torch").predict(image)[0]
     drift = np.abs(a["keypoints"] - b["keypoints"]).max()
     assert drift < 0.5, drift  # pixels on the 640×425 image (measured: 0.01)
+
+
+def test_confidence_colors_span_the_given_range():
+    from rlepose.visualize import confidence_color
+
+    assert confidence_color(0.0) == (255, 0, 0) and confidence_color(1.0) == (0, 255, 0)
+    assert confidence_color(0.5) == (255, 255, 0)
+    assert confidence_color(0.90, 0.9, 0.98) == (255, 0, 0) and confidence_color(0.99, 0.9, 0.98) == (0, 255, 0)
+    assert confidence_color(0.75, 0.5, 1.0) == (255, 255, 0)
+    assert np.allclose(confidence_color(0.94, 0.9, 0.98), (255, 255, 0), atol=1)  # σ̂ of 6% of the crop: halfway

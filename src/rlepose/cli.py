@@ -99,8 +99,21 @@ DEMO_REFERENCE = ("Laplace NLL, same data, head and budget, seed 0, as recorded 
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rlepose.demo import run_demo
+    from rlepose.demo import SHIPPED_MODEL, SHIPPED_REFERENCE, run_demo, run_shipped_demo
 
+    if not (args.train or args.compare):
+        summary = run_shipped_demo(args.out, args.val_images, args.model or SHIPPED_MODEL)
+        what = (f"The model {args.model}" if args.model else
+                f"The shipped RLE model ({SHIPPED_MODEL.name}: ResNet-18 at half width, integral head, "
+                "60 epochs on the embedded synthetic dataset)")
+        print(f"\n{what} on the {args.val_images} held-out images, {summary['seconds']:.0f} s:")
+        print("  " + _summary(summary["metrics"]))
+        if not args.model:
+            print("  for comparison: " + SHIPPED_REFERENCE)
+        print("  `rlepose demo --train` trains a model from scratch instead (a few minutes; README)")
+        for key in ("checkpoint", "picture", "metrics_file", "data"):
+            print(f"  {key:>12}: {summary[key]}")
+        return 0
     summary = run_demo(args.out, args.train_images, args.val_images, args.epochs, args.seed, args.compare)
     print(f"\nRLE on the embedded synthetic dataset (generated figures; {args.train_images} train / "
           f"{args.val_images} held-out images), {summary['seconds'] / 60:.1f} min:")
@@ -280,6 +293,15 @@ def _predict_videos(args: argparse.Namespace, videos: list[str], detector) -> in
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "compact":
+        from rlepose.models.checkpoint import read_checkpoint, save_compact
+
+        src = Path(args.checkpoint)
+        path = save_compact(read_checkpoint(src, trust=args.trust_checkpoint),
+                            args.out or src.with_name(src.stem + ".int8.pt"))
+        print(f"wrote int8 weights with per-channel scales to {path} ({path.stat().st_size / 1e6:.1f} MB, "
+              f"from {src.stat().st_size / 1e6:.1f} MB); every rlepose command loads it like a checkpoint")
+        return 0
     from rlepose.predict import export_checkpoint
 
     path = export_checkpoint(args.checkpoint, args.out, trust=args.trust_checkpoint)
@@ -324,14 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
     ev.set_defaults(func=cmd_eval)
 
-    demo = sub.add_parser("demo", help="render the embedded dataset, train RLE on it, evaluate, draw (CPU, minutes)")
+    demo = sub.add_parser("demo", help="evaluate the shipped RLE model on the embedded held-out images and draw "
+                                       "(seconds); --train trains one from scratch (CPU, minutes)")
     demo.add_argument("--out", default="outputs/demo")
     demo.add_argument("--train-images", type=int, default=3000)
     demo.add_argument("--val-images", type=int, default=300)
     demo.add_argument("--epochs", type=int, default=4)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--compare", metavar="LOSS", nargs="+", default=[],
-                      help="also train these losses (e.g. laplace_nll l1 heatmap_mse) the same way on the same data")
+                      help="(implies --train) also train these losses (e.g. laplace_nll l1 heatmap_mse) the same "
+                           "way on the same data")
+    demo.add_argument("--train", action="store_true",
+                      help="train a model from scratch (ResNet-18, --epochs) instead of evaluating the shipped one")
+    demo.add_argument("--model", help="evaluate this checkpoint instead of the shipped model (e.g. one made by "
+                                      "`rlepose export --format compact`)")
     demo.set_defaults(func=cmd_demo)
 
     pr = sub.add_parser("predict", help="top-down inference on images, folders, videos or a camera")
@@ -360,10 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
     pr.set_defaults(func=cmd_predict)
 
-    ex = sub.add_parser("export", help="export the inference graph (no flow)")
+    ex = sub.add_parser("export", help="export the inference graph (no flow), or a small int8 checkpoint")
     ex.add_argument("--checkpoint", required=True)
-    ex.add_argument("--format", choices=["onnx"], default="onnx")
-    ex.add_argument("--out", help="default: the checkpoint path with .onnx")
+    ex.add_argument("--format", choices=["onnx", "compact"], default="onnx",
+                    help="onnx: the inference graph; compact: the weights as int8 with per-channel scales "
+                         "(a quarter of the size, e.g. to ship a model), loaded like any checkpoint")
+    ex.add_argument("--out", help="default: the checkpoint path with .onnx or .int8.pt")
     ex.add_argument("--trust-checkpoint", action="store_true",
                     help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
     ex.set_defaults(func=cmd_export)
