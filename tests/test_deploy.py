@@ -245,6 +245,7 @@ def test_demo_evaluates_the_shipped_model(tmp_path, capsys):
     assert summary["metrics"]["AP"] > 0.3  # 12 images: noisy, but a working model (0.52 on all 300)
     assert __import__("pathlib").Path(summary["picture"]).is_file()
     assert not (tmp_path / "demo/data/train.json").exists()  # only the held-out images are rendered
+    assert json.loads((tmp_path / "demo/config.json").read_text())["model"]["backbone"] == "resnet18_0.5"
 
 
 class _RunsCode:

@@ -111,7 +111,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not args.model:
             print("  for comparison: " + SHIPPED_REFERENCE)
         print("  `rlepose demo --train` trains a model from scratch instead (a few minutes; README)")
-        for key in ("checkpoint", "picture", "metrics_file", "data"):
+        for key in ("checkpoint", "picture", "metrics_file", "data", "config"):
             print(f"  {key:>12}: {summary[key]}")
         return 0
     summary = run_demo(args.out, args.train_images, args.val_images, args.epochs, args.seed, args.compare)

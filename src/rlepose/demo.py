@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 
 from rlepose.data.synthetic import SyntheticConfig, write_dataset
-from rlepose.training.config import ExperimentConfig, config_from_dict
+from rlepose.training.config import ExperimentConfig, config_from_dict, config_to_dict
 from rlepose.files import write_json
 
 log = logging.getLogger(__name__)
@@ -114,12 +114,14 @@ def run_shipped_demo(out_dir: str | Path = "outputs/demo", val_images: int = 300
     cfg = demo_config(out_dir, seed=0, backbone=model["backbone"], head=model["head"],
                       deconv_channels=model["deconv_channels"], input_size=tuple(stored["transform"]["input_size"]),
                       augmentation=SHORT_SCHEDULE_AUGMENTATION, name="shipped")
+    write_json(out_dir / "config.json", config_to_dict(cfg), indent=2)  # for `rlepose analyze … --config`
     logging.getLogger("lightning").setLevel(logging.ERROR)
     metrics = evaluate(cfg, checkpoint, enable_progress_bar=False, enable_model_summary=False)
     # torch: no ONNX graph cached beside a model that lives inside the installed package
     picture = draw_examples(checkpoint, out_dir / "data", out_dir / "predictions.png", backend="torch")
     summary = {"metrics": metrics, "checkpoint": str(checkpoint), "picture": str(picture),
-               "data": str(out_dir / "data"), "seconds": time.perf_counter() - start}
+               "data": str(out_dir / "data"), "config": str(out_dir / "config.json"),
+               "seconds": time.perf_counter() - start}
     write_json(out_dir / "metrics.json", summary, indent=2)
     summary["metrics_file"] = str(out_dir / "metrics.json")
     return summary
