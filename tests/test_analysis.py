@@ -14,6 +14,7 @@ def test_density_of_a_known_flow_and_its_fits(tmp_path):
     """An identity flow on a base of std 0.8 is N(0, 0.64 I): the Gaussian fit finds σ = 0.8,
     the Laplace fit b = 0.8·√(2/π), kurtosis 3, and the Gaussian fits it exactly."""
     loss = RLELoss(2, flow=RealNVP(2, zero_init=True, base_std=0.8), scale="q")
+    torch.manual_seed(0)
     out = analyze_density(loss, tmp_path, residuals=torch.randn(500, 2).numpy() * 0.8)
     for f in out["fits"]:
         assert f["gaussian_sigma"] == pytest.approx(0.8, rel=1e-3)
@@ -22,7 +23,25 @@ def test_density_of_a_known_flow_and_its_fits(tmp_path):
         assert f["loglik_gaussian"] == pytest.approx(f["loglik_model"], abs=1e-3)
         assert f["loglik_laplace"] < f["loglik_model"] - 0.02
     assert (tmp_path / "density.png").stat().st_size > 10_000
-    assert json.loads((tmp_path / "density.json").read_text())["residuals"]["n"] == 500
+    residuals = json.loads((tmp_path / "density.json").read_text())["residuals"]
+    assert residuals["n"] == 500 and residuals["nll_model"] < residuals["nll_laplace_fit"]
+
+
+def test_residual_likelihoods_of_laplace_residuals():
+    """Laplace(0, b) residuals: kurtosis 6; per coordinate the best Laplace's NLL is 1 + log 2b,
+    the best Gaussian's (σ² = 2b²) ½ + ½ log(4πb²); the flat-start flow (identity on N(0, 4²))
+    scores ½ E x²/16 + ½ log(32π) = b²/16 + ½ log(32π)."""
+    from rlepose.analysis.density import residual_likelihoods
+
+    b, n = 0.7, 400_000
+    torch.manual_seed(0)
+    x = torch.distributions.Laplace(0.0, b).sample((n, 2)).numpy()
+    r = residual_likelihoods(RLELoss(2, scale="q"), x)
+    assert r["n"] == n and r["kurtosis"] == pytest.approx([6.0, 6.0], rel=0.05)
+    assert r["nll_laplace_fit"] == pytest.approx(2 * (1 + math.log(2 * b)), abs=5e-3)
+    assert r["nll_gaussian_fit"] == pytest.approx(2 * (0.5 + 0.5 * math.log(4 * math.pi * b * b)), abs=5e-3)
+    assert r["nll_model"] == pytest.approx(2 * (b * b / 16 + 0.5 * math.log(32 * math.pi)), abs=5e-3)
+    assert r["nll_laplace_fit"] < r["nll_gaussian_fit"] < r["nll_model"]
 
 
 def test_printed_eq8_density_is_q_times_g_normalized(tmp_path):

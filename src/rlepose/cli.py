@@ -215,6 +215,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"x̄{f['coordinate']}: std {f['std']:.3f}, mean |x̄| {f['mean_abs']:.3f}, kurtosis {f['kurtosis']:.2f}; "
               f"expected log-lik. model {f['loglik_model']:.3f}, Gaussian fit {f['loglik_gaussian']:.3f}, "
               f"Laplace fit {f['loglik_laplace']:.3f} nats")
+    if "residuals" in summary:
+        r = summary["residuals"]
+        print(f"held-out x̄ ({r['n']} joints): kurtosis " + ", ".join(f"{k:.2f}" for k in r["kurtosis"])
+              + f" (Gaussian 3, Laplace 6); NLL per joint: learned density {r['nll_model']:.3f}, best Laplace fit "
+              f"{r['nll_laplace_fit']:.3f}, best Gaussian fit {r['nll_gaussian_fit']:.3f} nats")
     print(f"written: {summary['png']} and {Path(args.out) / 'density.json'}")
     return 0
 
