@@ -14,7 +14,8 @@ detector + pose on a photo and a video; all in one run on one machine.
   square matmul, so a fraction above 100% is possible and is printed as measured.
 * Predictor end to end on a 640×480 image with 1 and 32 person boxes, flip test on: the
   previous predictor (per-box transform, original and flipped crops in two separate runs,
-  plain eager model) against today's ``PosePredictor`` on each backend.
+  plain eager model) against today's ``PosePredictor`` on each backend, and with the opt-in
+  ``precision="bf16"`` (not bit-exact; its accuracy is measured by ``benchmarks/precision.py``).
 * Person detector (HOG always; the YOLOX-s architecture with random weights, exported here by
   ``benchmarks/yolox_arch.py`` because the published weights cannot be downloaded offline;
   ``--detector`` adds e.g. the real YOLOX .onnx) + ResNet-50 RLE on a 640×480 photo with one
@@ -145,7 +146,9 @@ def predictor_rows(args, tmp: Path) -> list[dict]:
     torch.save({"state_dict": state, "hyper_parameters": {"config": config_to_dict(cfg)}}, ckpt)
     runs = {"previous predictor": previous_predictor(model),
             "PosePredictor torch": PosePredictor.from_checkpoint(ckpt, backend="torch").predict,
-            "PosePredictor onnxruntime": PosePredictor.from_checkpoint(ckpt, backend="onnxruntime").predict}
+            "PosePredictor onnxruntime": PosePredictor.from_checkpoint(ckpt, backend="onnxruntime").predict,
+            # opt-in, not bit-exact (bf16 autocast; fast on AVX512-BF16/AMX processors): accuracy in benchmarks/precision.py
+            "PosePredictor torch bf16 (opt-in)": PosePredictor.from_checkpoint(ckpt, precision="bf16").predict}
     rows = []
     for name, fn in runs.items():
         # one block per predictor, not turns: ONNX Runtime's and torch's idle threads spin for a

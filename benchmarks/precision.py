@@ -1,6 +1,7 @@
 """Inference precision: fp16 and bf16 autocast against fp32 on a trained checkpoint.
 
     python benchmarks/precision.py CHECKPOINT [--device cuda] [--batch 64] [--repeats 20]
+    python benchmarks/precision.py --speed-only resnet50 [--input 256 192] [--device cuda] [--batch 256]
 
 The ``torch`` backend of :class:`rlepose.api.PosePredictor` (channels-last, folded BatchNorm,
 ``inference_mode``) runs the held-out crops of the checkpoint's own config at each precision.
@@ -8,6 +9,11 @@ Per precision: the largest and mean |µ̂ − µ̂_fp32| (normalized crop units 
 input crop), COCO AP on the held-out split by pycocotools (no flip test, so only the precision
 differs), and crops/s at ``--batch``. fp16 autocast is meant for GPUs; on a CPU it is reported
 when this PyTorch build supports it and skipped otherwise.
+
+``--speed-only BACKBONE`` times a regression model with random weights instead (no accuracy: an
+untrained network's outputs say nothing about rounding): ms per crop at batch 1 and crops/s at
+``--batch``, with the crops coming from the CPU as ``PosePredictor`` sends them and, on a GPU,
+already on the device.
 """
 from __future__ import annotations
 
@@ -48,15 +54,52 @@ def crops_per_second(backend: TorchBackend, images: torch.Tensor, batch: int, re
     return repeats * batch / (time.perf_counter() - t0)
 
 
+def speed_only(args) -> None:
+    from rlepose.models import ModelConfig, build_pose_model
+
+    torch.manual_seed(0)
+    model = build_pose_model(ModelConfig(args.speed_only, "regression")).eval()
+    images = torch.randn(args.batch, 3, *args.input)
+    on_device = [False, True] if args.device.startswith("cuda") else [False]
+    rows = []
+    for precision in ("fp32", "fp16", "bf16"):
+        backend = TorchBackend(model, tuple(args.input), device=args.device, precision=precision)
+        try:
+            backend(images[:1])
+        except RuntimeError as err:
+            print(f"{precision}: not run on {args.device} ({str(err).splitlines()[0]})")
+            continue
+        row = {"precision": precision, "ms_batch1": 1e3 / crops_per_second(backend, images[:1], 1, 5 * args.repeats)}
+        for there in on_device:
+            x = images.to(backend.device) if there else images
+            row["crops_per_s_on_device" if there else "crops_per_s"] = crops_per_second(backend, x, args.batch, args.repeats)
+        rows.append(row)
+    where = device_name() if args.device.startswith("cuda") else args.device
+    print(f"{args.speed_only} regression, random weights, {args.input[0]}×{args.input[1]} on {where}")
+    print(f"{'precision':>9} {'ms b=1':>8} {f'crops/s b={args.batch}':>15}" + (f" {'(on device)':>12}" if len(on_device) > 1 else ""))
+    for r in rows:
+        print(f"{r['precision']:>9} {r['ms_batch1']:8.2f} {r['crops_per_s']:15.0f}"
+              + (f" {r['crops_per_s_on_device']:12.0f}" if "crops_per_s_on_device" in r else ""))
+    write_json(Path(args.out), {"speed_only": args.speed_only, "input": args.input, "device": args.device,
+                                "device_name": where, "batch": args.batch, "rows": rows})
+    print(f"written to {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint")
+    parser.add_argument("checkpoint", nargs="?")
+    parser.add_argument("--speed-only", metavar="BACKBONE", help="time a random-weight regression model instead")
+    parser.add_argument("--input", type=int, nargs=2, default=[256, 192], metavar=("H", "W"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--trust-checkpoint", action="store_true")
     parser.add_argument("--out", default="benchmarks/results/precision.json")
     args = parser.parse_args()
+    if args.speed_only:
+        return speed_only(args)
+    if not args.checkpoint:
+        parser.error("give a CHECKPOINT, or --speed-only BACKBONE")
 
     module = load_module(args.checkpoint, trust=args.trust_checkpoint)
     cfg = module.cfg

@@ -150,3 +150,16 @@ def test_precision_benchmark_compares_autocast_with_fp32(tmp_path, fixtures):
     for r in rows.values():
         assert 0 <= r["AP"] <= 1 and r["crops_per_s"] > 0
         assert r["max_abs_diff_px"] < 1.0 and r["mean_abs_diff"] <= r["max_abs_diff"]
+
+
+def test_precision_speed_only_times_a_random_model(tmp_path):
+    """--speed-only: no checkpoint and no accuracy columns, one row per precision this build runs
+    on the CPU (fp32 and bf16 at least), each with a batch-1 time and a throughput."""
+    out = tmp_path / "speed.json"
+    run_script("precision.py", "--speed-only", "resnet18", "--input", "64", "48", "--device", "cpu",
+               "--batch", "2", "--repeats", "1", "--out", str(out))
+    result = json.loads(out.read_text())
+    rows = {r["precision"]: r for r in result["rows"]}
+    assert result["input"] == [64, 48] and {"fp32", "bf16"} <= set(rows)
+    for r in rows.values():
+        assert r["ms_batch1"] > 0 and r["crops_per_s"] > 0 and "AP" not in r and "crops_per_s_on_device" not in r

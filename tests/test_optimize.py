@@ -182,6 +182,37 @@ def test_bf16_autocast_stays_close_to_fp32(tmp_path):
         TorchBackend(model, (64, 48), precision="int8")
 
 
+def test_weights_cast_once_give_autocast_results_bit_for_bit(tmp_path):
+    """TorchBackend stores conv/linear weights in bf16 once; autocast over the fp32 weights (which
+    casts them on every call) gives the very same numbers, and the caller's model keeps fp32."""
+    from rlepose.models.optimize import optimize_for_inference
+
+    _, model = _checkpoint(tmp_path)
+    x = torch.randn(3, 3, 64, 48)
+    for optimize in (True, False):
+        reference_model = optimize_for_inference(model, torch.zeros(2, 3, 64, 48)) if optimize else model.eval()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            ref = reference_model.inference(x.contiguous(memory_format=torch.channels_last) if optimize else x)
+        backend = TorchBackend(model, (64, 48), precision="bf16", optimize=optimize)
+        assert backend.model.backbone.conv1.weight.dtype == torch.bfloat16
+        kp, conf = backend(x)
+        assert torch.equal(kp, ref["keypoints"].float()) and torch.equal(conf, ref["joint_confidence"].float())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_a_reduced_precision_picks_the_torch_backend(tmp_path):
+    """The ONNX graph runs in fp32 only: ``auto`` with bf16 takes torch (which then runs in bf16),
+    and asking ONNX Runtime for bf16 is an error rather than a silent fp32 run."""
+    assert choose_backend("auto", device="cpu", precision="bf16") == "torch"
+    with pytest.raises(ValueError, match="torch backend"):
+        choose_backend("onnxruntime", precision="bf16")
+    path, _ = _checkpoint(tmp_path)
+    predictor = PosePredictor.from_checkpoint(path, precision="bf16")
+    assert predictor.backend_name == "torch" and predictor.backend.precision == "bf16"
+    assert "in bf16" in predictor.describe()
+    assert "in fp32" not in PosePredictor.from_checkpoint(path, backend="torch").describe()
+
+
 def test_auto_backend_exports_once_and_reuses_the_graph(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("RLEPOSE_HOME", str(tmp_path / "home"))

@@ -387,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--onnx", help="ONNX graph for onnxruntime (default: beside the checkpoint, exported on first use)")
     pr.add_argument("--device", help="torch backend: cpu, cuda, cuda:1, … (default: cuda when available)")
     pr.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
-                    help="torch backend: autocast precision (fp16/bf16 for GPUs)")
+                    help="autocast precision of the torch backend (chosen for anything but fp32): fp16 on GPUs, "
+                         "bf16 on GPUs and on CPUs with AVX512-BF16/AMX (not bit-exact; see the README)")
     pr.add_argument("--no-flip", action="store_true", help="skip the flip test")
     pr.add_argument("--trust-checkpoint", action="store_true",
                     help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
