@@ -68,6 +68,24 @@ def median_time(fn, repeats: int, warmup: int = 2) -> float:
     return statistics.median(samples)
 
 
+def interleaved_medians(fns: dict, rounds: int, per_block: int, warmup: int = 2, pause: float = 0.2) -> dict:
+    """Median seconds per call of each function, timed in ``rounds`` rounds of one block per
+    function (``warmup`` untimed calls, then ``per_block`` timed ones, then a pause that lets the
+    runtime's idle threads stop spinning), so that a slow spell of the machine falls on every
+    function alike instead of on whichever ran then."""
+    samples = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(warmup):
+                fn()
+            for _ in range(per_block):
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - t0)
+            time.sleep(pause)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
 def matmul_peak(repeats: int, n: int = 2048) -> float:
     """This machine's fp32 matrix-multiply rate in FLOP/s: the fastest of ``repeats`` square
     n×n products, by PyTorch and by NumPy's BLAS (all threads), whichever is faster."""
@@ -149,14 +167,16 @@ def predictor_rows(args, tmp: Path) -> list[dict]:
             "PosePredictor onnxruntime": PosePredictor.from_checkpoint(ckpt, backend="onnxruntime").predict,
             # opt-in, not bit-exact (bf16 autocast; fast on AVX512-BF16/AMX processors): accuracy in benchmarks/precision.py
             "PosePredictor torch bf16 (opt-in)": PosePredictor.from_checkpoint(ckpt, precision="bf16").predict}
+    # Blocks, not single calls in turns: ONNX Runtime's and torch's idle threads spin for a while
+    # after each call and would slow whichever runs next (a run timed call by call put the previous
+    # predictor at 146 ms instead of 101–115). The one-person latency, the noisiest ratio quoted,
+    # gets 5 rounds of interleaved blocks, so that the baseline and ours see the same machine.
+    one = interleaved_medians({name: (lambda fn=fn: fn(image, boxes32[:1])) for name, fn in runs.items()},
+                              rounds=5, per_block=max(2, (3 * args.repeats) // 5))
     rows = []
     for name, fn in runs.items():
-        # one block per predictor, not turns: ONNX Runtime's and torch's idle threads spin for a
-        # while after each call and would slow whichever runs next (a run timed in turns put the
-        # previous predictor at 146 ms instead of 101–115); 3× the repeats for the one-person latency, the noisiest ratio quoted
-        one = median_time(lambda: fn(image, boxes32[:1]), 3 * args.repeats)
         many = median_time(lambda: fn(image, boxes32), max(3, args.repeats // 5), warmup=1)
-        rows.append({"predictor": name, "latency_ms_1": 1e3 * one, "people_s_32": 32 / many})
+        rows.append({"predictor": name, "latency_ms_1": 1e3 * one[name], "people_s_32": 32 / many})
     prev = rows[0]
     mmpose = {"predictor": "MMPose inference_topdown (carried over)",
               "latency_ms_1": prev["latency_ms_1"] * MMPOSE_OVER_PREVIOUS["latency_ms_1"],

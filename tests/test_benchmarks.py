@@ -38,8 +38,24 @@ def test_inference_speed_small(tmp_path):
     assert {(p["detector"], p["pose_backend"]) for p in data["photos"]} == {
         (d, b) for d in ("hog", "yolox-tiny (arch.)") for b in ("torch", "onnxruntime")}
     assert all(p["photo_ms"] > p["pose_ms"] > 0 and p["video_fps"] > 0 for p in data["photos"])
-    assert [p["predictor"] for p in data["predictors"]][:3] == [
-        "previous predictor", "PosePredictor torch", "PosePredictor onnxruntime"]
+    assert [p["predictor"] for p in data["predictors"]] == [
+        "previous predictor", "PosePredictor torch", "PosePredictor onnxruntime", "PosePredictor torch bf16 (opt-in)",
+        "MMPose inference_topdown (carried over)"]
+
+
+def test_interleaved_medians_time_each_function_in_rounds_of_blocks():
+    """Calls go a-block, b-block, a-block, b-block (warm-up calls untimed), and each median is
+    that function's own duration."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import time
+
+    from inference_speed import interleaved_medians
+
+    calls = []
+    fns = {"a": lambda: calls.append("a") or time.sleep(0.002), "b": lambda: calls.append("b") or time.sleep(0.02)}
+    medians = interleaved_medians(fns, rounds=2, per_block=2, warmup=1, pause=0.0)
+    assert "".join(calls) == "aaabbbaaabbb"
+    assert 0.002 <= medians["a"] < 0.012 and 0.02 <= medians["b"] < 0.03
 
 
 def test_yolox_architecture_matches_the_paper_and_runs_through_the_detector(tmp_path):

@@ -220,7 +220,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"held-out x̄ ({r['n']} joints): kurtosis " + ", ".join(f"{k:.2f}" for k in r["kurtosis"])
               + f" (Gaussian 3, Laplace 6); NLL per joint: learned density {r['nll_model']:.3f}, best Laplace fit "
               f"{r['nll_laplace_fit']:.3f}, best Gaussian fit {r['nll_gaussian_fit']:.3f} nats")
-    print(f"written: {summary['png']} and {Path(args.out) / 'density.json'}")
+    print(f"written: {summary['png'] + ' and ' if 'png' in summary else ''}{Path(args.out) / 'density.json'}")
     return 0
 
 
@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     analysis("density", cmd_analyze, "the learned density of x̄ against Gaussian and Laplace fits",
-             "a config whose validation split gives held-out residuals", config_required=False)
+             "a config whose held-out split gives residuals (top-down or lifting)", config_required=False)
     analysis("calibration", cmd_calibration, "reliability of σ̂, coverage of the learned intervals, confidence vs OKS")
     occ = analysis("occlusion", cmd_occlusion, "a gray square over each joint: K×K changes of error and σ̂")
     occ.add_argument("--size", type=float, default=0.2, help="square side as a fraction of the person box height")

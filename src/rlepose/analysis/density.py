@@ -117,13 +117,17 @@ def plot_density(axis: np.ndarray, p: np.ndarray, fits: list[dict], out_file: Pa
 
 def analyze_density(loss: RLELoss, out_dir: str | Path, residuals: np.ndarray | None = None,
                     bound: float = 4.0, title: str = "") -> dict:
-    """Write ``density.png`` and ``density.json`` into ``out_dir``; returns the JSON's content."""
+    """Write ``density.png`` and ``density.json`` into ``out_dir``; returns the JSON's content.
+    For D = 3 (lifting) there is no picture and no grid: only the residuals' numbers."""
     out_dir = Path(out_dir)
-    axis, p = density_grid(loss, bound)
-    fits = marginal_fits(axis, p)
-    png = plot_density(axis, p, fits, out_dir / "density.png", residuals, title)
-    summary = {"scale": getattr(loss, "scale", None), "form": loss.form, "q": loss.q, "bound": bound,
-               "axis": axis.tolist(), "fits": fits, "png": str(png)}
+    summary = {"scale": getattr(loss, "scale", None), "form": loss.form, "q": loss.q, "dim": loss.dim, "fits": []}
+    if loss.dim == 2:
+        axis, p = density_grid(loss, bound)
+        fits = marginal_fits(axis, p)
+        png = plot_density(axis, p, fits, out_dir / "density.png", residuals, title)
+        summary.update({"bound": bound, "axis": axis.tolist(), "fits": fits, "png": str(png)})
+    elif residuals is None:
+        raise ValueError(f"a {loss.dim}-D density has no picture here: give held-out residuals (--config)")
     if residuals is not None:
         summary["residuals"] = residual_likelihoods(loss, residuals)
     write_json(out_dir / "density.json", summary)

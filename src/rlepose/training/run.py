@@ -289,8 +289,23 @@ def heldout_arrays(module, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
 
 
 def heldout_predictions(module, cfg: ExperimentConfig) -> tuple[torch.Tensor, ...]:
-    """µ̂, σ̂, µg and joint weights (N, K, D) on the validation crops of a top-down regression
-    model, without flip, in normalized crop units."""
+    """µ̂, σ̂, µg and joint weights on the held-out data, in the units the loss saw: for a
+    top-down regression model the validation crops without flip, (N, K, 2) normalized crop
+    units, weights (N, K); for a lifting model the test poses, (N, 16, 3) in the targets' std
+    units, weights (N, 16, 3) all one."""
+    if cfg.task == "lifting":
+        _, val_set = lifting_sets(cfg)
+        x, y = lifting_tensors(val_set)
+        module.eval()
+        device = next(module.parameters()).device
+        mus, sigmas = [], []
+        with torch.inference_mode():
+            for i in range(0, len(x), cfg.data.val_batch_size):
+                mu, sigma = module.model(module.normalizer.inputs(x[i:i + cfg.data.val_batch_size].to(device)))
+                mus.append(mu.cpu())
+                sigmas.append(sigma.cpu())
+        target = module.normalizer.targets(y.to(device)).cpu()
+        return torch.cat(mus), torch.cat(sigmas), target, torch.ones_like(target)
     a = heldout_arrays(module, cfg)
     return a["mu"], a["sigma"], a["target"], a["weight"]
 
