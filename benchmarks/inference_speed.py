@@ -57,7 +57,8 @@ INPUT = (256, 192)
 MODEL_NAMES = {"resnet50": "ResNet-50", "mobilenet_v2": "MobileNetV2"}
 
 
-def median_time(fn, repeats: int, warmup: int = 2) -> float:
+def timed_calls(fn, repeats: int, warmup: int = 2) -> list[float]:
+    """Seconds of each of ``repeats`` calls, after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
     samples = []
@@ -65,7 +66,11 @@ def median_time(fn, repeats: int, warmup: int = 2) -> float:
         t0 = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+    return samples
+
+
+def median_time(fn, repeats: int, warmup: int = 2) -> float:
+    return statistics.median(timed_calls(fn, repeats, warmup))
 
 
 def interleaved_medians(fns: dict, rounds: int, per_block: int, warmup: int = 2, pause: float = 0.2) -> dict:
@@ -76,12 +81,7 @@ def interleaved_medians(fns: dict, rounds: int, per_block: int, warmup: int = 2,
     samples = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            for _ in range(warmup):
-                fn()
-            for _ in range(per_block):
-                t0 = time.perf_counter()
-                fn()
-                samples[name].append(time.perf_counter() - t0)
+            samples[name] += timed_calls(fn, per_block, warmup)
             time.sleep(pause)
     return {name: statistics.median(v) for name, v in samples.items()}
 

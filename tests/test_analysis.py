@@ -42,6 +42,8 @@ def test_residual_likelihoods_of_laplace_residuals():
     assert r["nll_gaussian_fit"] == pytest.approx(2 * (0.5 + 0.5 * math.log(4 * math.pi * b * b)), abs=5e-3)
     assert r["nll_model"] == pytest.approx(2 * (b * b / 16 + 0.5 * math.log(32 * math.pi)), abs=5e-3)
     assert r["nll_laplace_fit"] < r["nll_gaussian_fit"] < r["nll_model"]
+    # a coordinate leaves the ±4 window with probability e^{-4/b}; a joint when either does
+    assert r["beyond_window"] == pytest.approx(1 - (1 - math.exp(-4 / b)) ** 2, abs=2e-3)
 
 
 def test_printed_eq8_density_is_q_times_g_normalized(tmp_path):

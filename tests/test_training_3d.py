@@ -91,13 +91,13 @@ def test_lifting_cli_on_generated_poses(tmp_path, fixtures, capsys):
     assert first["MPJPE"] == pytest.approx(again["MPJPE"]) and first["MPJPE"] < 1000
     # held-out predictions in the loss's units, checked against the evaluator's MPJPE (the root
     # joint counts as a 17th joint with zero error), then analyzed as 3-D residuals
-    from rlepose.training.run import heldout_predictions, lifting_sets, load_module
+    from rlepose.training.run import heldout_predictions, lifting_set, load_module
 
     module = load_module(ckpt)
     mu, sigma, target, weight = heldout_predictions(module, load_config(path))
     assert mu.shape == sigma.shape == target.shape == weight.shape == (500, 16, 3)
     err_mm = ((module.normalizer.to_mm(mu) - module.normalizer.to_mm(target)).norm(dim=-1).sum(1) / 17).numpy()
-    actions = np.array(lifting_sets(load_config(path))[1].action)  # the table averages the per-action means
+    actions = np.array(lifting_set(load_config(path), "val").action)  # the table averages the per-action means
     per_action = [err_mm[actions == a].mean() for a in np.unique(actions)]
     assert float(np.mean(per_action)) == pytest.approx(first["MPJPE"], rel=1e-3)
     assert main(["analyze", "density", "--checkpoint", str(ckpt), "--config", str(path), "--out", str(tmp_path / "d")]) == 0

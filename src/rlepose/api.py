@@ -96,8 +96,7 @@ class TorchBackend:
         images = images.to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        dtype = self.dtype
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             out = self._forward(images)
         return out["keypoints"].float().cpu(), out["joint_confidence"].float().cpu()
 

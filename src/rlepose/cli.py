@@ -218,7 +218,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if "residuals" in summary:
         r = summary["residuals"]
         print(f"held-out x̄ ({r['n']} joints): kurtosis " + ", ".join(f"{k:.2f}" for k in r["kurtosis"])
-              + f" (Gaussian 3, Laplace 6); NLL per joint: learned density {r['nll_model']:.3f}, best Laplace fit "
+              + " (Gaussian 3, Laplace 6); within ±" + f"{r['window']:g}: " + ", ".join(
+                  f"{k:.2f}" for k in r["kurtosis_within_window"]) + f" ({100 * r['beyond_window']:.1f}% of the joints "
+              f"outside); NLL per joint: learned density {r['nll_model']:.3f}, best Laplace fit "
               f"{r['nll_laplace_fit']:.3f}, best Gaussian fit {r['nll_gaussian_fit']:.3f} nats")
     print(f"written: {summary['png'] + ' and ' if 'png' in summary else ''}{Path(args.out) / 'density.json'}")
     return 0

@@ -19,6 +19,18 @@ from rlepose.files import write_json
 
 
 @torch.no_grad()
+def unit_log_density(loss: RLELoss, x: torch.Tensor) -> torch.Tensor:
+    """log-density (M,) of residuals ``x`` (M, D) at σ̂ = 1, in float64 (the flow is switched to
+    double for the call and back after)."""
+    x = x.to(torch.float64)[:, None, :]  # one joint per residual
+    flow = loss.flow.double()
+    try:
+        return loss.log_density(x, torch.ones_like(x), torch.zeros_like(x))[:, 0]
+    finally:
+        flow.float()
+
+
+@torch.no_grad()
 def density_grid(loss: RLELoss, bound: float = 4.0, n: int = 241) -> tuple[np.ndarray, np.ndarray]:
     """``(axis (n,), p (n, n))``: the 2-D density of x̄ on midpoints of [−bound, bound]²,
     renormalized on the grid (it is already normalized; this removes the mass outside)."""
@@ -26,12 +38,7 @@ def density_grid(loss: RLELoss, bound: float = 4.0, n: int = 241) -> tuple[np.nd
         raise ValueError("density_grid draws D = 2; for D = 3 use marginal_fits on samples")
     step = 2 * bound / n
     axis = torch.linspace(-bound + step / 2, bound - step / 2, n, dtype=torch.float64)
-    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 1, 2)
-    flow = loss.flow.double()
-    try:
-        log_p = loss.log_density(grid, torch.ones_like(grid), torch.zeros_like(grid))[:, 0]
-    finally:
-        flow.float()
+    log_p = unit_log_density(loss, torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2))
     p = torch.exp(log_p - log_p.max()).reshape(n, n)
     p = p / (p.sum() * step**2)
     return axis.numpy(), p.numpy()
@@ -60,10 +67,11 @@ def marginal_fits(axis: np.ndarray, p: np.ndarray) -> list[dict]:
     return fits
 
 
-@torch.no_grad()
-def residual_likelihoods(loss: RLELoss, residuals: np.ndarray) -> dict:
+def residual_likelihoods(loss: RLELoss, residuals: np.ndarray, window: float = 4.0) -> dict:
     """How far the law of the residuals ``x̄`` (M, D) is from Q's family, and what the learned
-    density makes of it. Per coordinate: kurtosis (Gaussian 3, Laplace 6), mean |x̄| and std;
+    density makes of it. Per coordinate: kurtosis (Gaussian 3, Laplace 6), mean |x̄| and std,
+    and the kurtosis of the core, the residuals with every |x̄_d| < ``window``
+    (``beyond_window``: the fraction outside it);
     per joint, the mean negative log-likelihood (nats, x̄ in units of σ̂) under the learned
     density (:meth:`RLELoss.log_density` at σ̂ = 1) and under the zero-mean Laplace and
     Gaussian that fit these very residuals best (b = mean |x̄|, σ² = mean x̄², per coordinate).
@@ -72,13 +80,11 @@ def residual_likelihoods(loss: RLELoss, residuals: np.ndarray) -> dict:
     over Laplace NLL on this data."""
     x = np.asarray(residuals, dtype=np.float64)
     second, first_abs = (x**2).mean(0), np.abs(x).mean(0)
-    xt = torch.as_tensor(x, dtype=torch.float64)[:, None, :]  # (M, 1, D): one joint per residual
-    flow = loss.flow.double()
-    try:
-        log_p = loss.log_density(xt, torch.ones_like(xt), torch.zeros_like(xt))[:, 0]
-    finally:
-        flow.float()
+    log_p = unit_log_density(loss, torch.as_tensor(x))
+    core = x[(np.abs(x) < window).all(1)]
     return {"n": int(len(x)), "kurtosis": ((x**4).mean(0) / second**2).tolist(),
+            "window": window, "beyond_window": 1.0 - len(core) / len(x),
+            "kurtosis_within_window": ((core**4).mean(0) / (core**2).mean(0) ** 2).tolist(),
             "mean_abs": first_abs.tolist(), "std": np.sqrt(second).tolist(),
             "nll_model": float(-log_p.mean()),
             "nll_laplace_fit": float((np.abs(x) / first_abs + np.log(2 * first_abs)).sum(1).mean()),

@@ -197,21 +197,25 @@ def _start(cfg: ExperimentConfig) -> Path:
     return out_dir
 
 
-def lifting_sets(cfg: ExperimentConfig) -> tuple[PoseSet, PoseSet]:
-    """Training (S1, S5–S8) and test (S9, S11) poses: from ``data.data_3d`` when set, else
-    generated poses seen through the real cameras of ``data.cameras`` (labelled generated)."""
+def lifting_set(cfg: ExperimentConfig, split: str) -> PoseSet:
+    """The ``"train"`` (S1, S5–S8) or ``"val"`` (S9, S11) poses: from ``data.data_3d`` when set,
+    else generated poses seen through the real cameras of ``data.cameras`` (labelled generated)."""
     d = cfg.data
     if d.cameras is None:
         raise DataError("lifting needs data.cameras (cameras.pkl)")
+    train = split == "train"
+    subjects = TRAIN_SUBJECTS if train else TEST_SUBJECTS
     if d.data_3d:
-        args = (d.path(d.data_3d), d.path(d.cameras))
-        return (load_h36m_poses(*args, TRAIN_SUBJECTS, d.path(d.data_2d), d.train_stride),
-                load_h36m_poses(*args, TEST_SUBJECTS, d.path(d.data_2d), d.val_stride))
-    cams = load_cameras(d.path(d.cameras))
-    log.warning("no data.data_3d given: training and testing on GENERATED skeletons (%d / %d poses)",
-                d.generated_train, d.generated_val)
-    return (generate_pose_set(d.generated_train, cams, TRAIN_SUBJECTS, seed=cfg.train.seed),
-            generate_pose_set(d.generated_val, cams, TEST_SUBJECTS, seed=cfg.train.seed + 1))
+        return load_h36m_poses(d.path(d.data_3d), d.path(d.cameras), subjects, d.path(d.data_2d),
+                               d.train_stride if train else d.val_stride)
+    count = d.generated_train if train else d.generated_val
+    log.warning("no data.data_3d given: %s on %d GENERATED skeletons", "training" if train else "testing", count)
+    return generate_pose_set(count, load_cameras(d.path(d.cameras)), subjects, seed=cfg.train.seed + (0 if train else 1))
+
+
+def lifting_sets(cfg: ExperimentConfig) -> tuple[PoseSet, PoseSet]:
+    """Training and test poses (:func:`lifting_set`)."""
+    return lifting_set(cfg, "train"), lifting_set(cfg, "val")
 
 
 def _lifting_loaders(cfg: ExperimentConfig, train_set: PoseSet | None, val_set: PoseSet):
@@ -294,8 +298,7 @@ def heldout_predictions(module, cfg: ExperimentConfig) -> tuple[torch.Tensor, ..
     units, weights (N, K); for a lifting model the test poses, (N, 16, 3) in the targets' std
     units, weights (N, 16, 3) all one."""
     if cfg.task == "lifting":
-        _, val_set = lifting_sets(cfg)
-        x, y = lifting_tensors(val_set)
+        x, y = lifting_tensors(lifting_set(cfg, "val"))
         module.eval()
         device = next(module.parameters()).device
         mus, sigmas = [], []
@@ -347,7 +350,7 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, out_file: str | Path
     _check_root(cfg)
     module = load_module(checkpoint, cfg, trust=trust)
     if cfg.task == "lifting":
-        val_set = lifting_sets(cfg)[1]
+        val_set = lifting_set(cfg, "val")
         module.val_actions = val_set.action
         loader = _lifting_loaders(cfg, None, val_set)[1]
     else:
