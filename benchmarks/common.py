@@ -54,15 +54,17 @@ def write_json(path: Path, data: dict) -> Path:
     return files.write_json(path, data, indent=2)
 
 
-def merge_results(files: list[str], metrics: tuple[str, ...]) -> tuple[dict, list[dict]]:
+def merge_results(files: list[str], metrics: tuple[str, ...], defaults: dict | None = None) -> tuple[dict, list[dict]]:
     """The runs of several benchmark JSON files pooled per row (rows in first-seen order, runs in
     seed order), e.g. one row and seed per process run side by side. The files' settings must
-    agree apart from the rows, seeds and paths each ran. Returns the merged args and rows."""
+    agree apart from the rows, seeds and paths each ran; ``defaults`` stands in for settings that
+    files written before an option existed lack. Returns the merged args and rows."""
     own = ("rows", "seeds", "out", "dir", "merge")
     rows: dict[str, dict] = {}
     first: dict | None = None
     for f in files:
         data = json.loads(Path(f).read_text())
+        data["args"] = {**(defaults or {}), **data["args"]}
         settings = {k: v for k, v in data["args"].items() if k not in own}
         if first is None:
             first, first_settings = dict(data["args"]), settings

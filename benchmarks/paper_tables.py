@@ -1,7 +1,7 @@
 """The rows of the paper's Tables 1, 4 and 7 and the heatmap baseline of Table 2(a), trained on
 the embedded synthetic dataset with one budget for every row, over several seeds.
 
-    python benchmarks/paper_tables.py [--epochs 4] [--milestones 3] [--train-images 3000] [--seeds 0 1 2] [--rows rle,l1,...] [--demo-model]
+    python benchmarks/paper_tables.py [--epochs 4] [--milestones 3] [--train-images 3000] [--seeds 0 1 2] [--rows rle,l1,...] [--demo-model] [--label-noise coco]
     python benchmarks/paper_tables.py --merge part1.json part2.json ... [--out all.json]
 
 ``--merge`` joins the JSON of runs made in separate processes or on separate machines (one row
@@ -11,7 +11,8 @@ Every row: ResNet-18 at 96×72 from scratch (no pretrained weights can be had he
 the same rendered images, epochs and seeds; only the loss (or the heatmap head) changes. AP,
 AP50, AP75 by pycocotools on the held-out rendered images, the Pearson correlation between
 instance confidence and OKS (Table 4), and the calibration of σ̂ on the held-out crops (mean σ̂
-against mean |µ̂ − µg|, normalized crop units). The paper's numbers (ResNet-50, real COCO,
+against mean |µ̂ − µg|, normalized crop units). ``--label-noise coco`` renders labels with the
+annotator spread COCO measured (σ_k of OKS) instead of the default 1 px / 5 px per 100 px. The paper's numbers (ResNet-50, real COCO,
 270 epochs) are printed beside for the ordering only; the absolute values are not comparable.
 JSON: one row per loss with every run, and ``mean`` / ``std`` of each metric over the seeds.
 """
@@ -66,7 +67,8 @@ def print_table(args: dict, results: list[dict]) -> None:
     milestones = args.get("milestones") or [args["epochs"] - 1]
     print(f"\nEmbedded synthetic dataset ({args['train_images']} train / {args['val_images']} held-out images), "
           f"ResNet-18 96×72 from scratch ({'integral head, short-schedule augmentation' if args['demo_model'] else 'FC head'}), "
-          f"{args['epochs']} epochs (LR ×0.1 at {milestones}), seeds {args['seeds']} (mean ± std)")
+          f"{args['epochs']} epochs (LR ×0.1 at {milestones}), seeds {args['seeds']} (mean ± std), "
+          f"label noise {args.get('label_noise', 'fixed')}")
     print(f"{'row':>16} {'AP':>11} {'AP50':>6} {'AP75':>6} {'corr':>13} {'σ̂/|err|':>9} {'seeds':>5} {'paper AP':>9} {'paper corr':>11}")
     for r in results:
         m, s = r["mean"], r["std"]
@@ -91,17 +93,20 @@ def main() -> None:
     parser.add_argument("--demo-model", action="store_true",
                         help="the demo's setting (integral head, short-schedule augmentation) instead of the paper's "
                              "FC regression head with COCO augmentation")
+    parser.add_argument("--label-noise", choices=("fixed", "coco"), default="fixed",
+                        help="annotator noise of the rendered labels: fixed 1 px / 5 px (visible / occluded) per "
+                             "100 px of figure, or COCO's measured per-keypoint spread")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these result files into one table and exit")
     args = parser.parse_args()
     if args.merge:
-        merged_args, results = merge_results(args.merge, METRICS)
+        merged_args, results = merge_results(args.merge, METRICS, defaults={"label_noise": "fixed"})
         print_table(merged_args, results)
         write_json(Path(args.out), {"args": merged_args, "merged_from": args.merge, "rows": results})
         print(f"written to {args.out}")
         return
     logging.getLogger("lightning").setLevel(logging.ERROR)
     out_dir = Path(args.dir)
-    render_data(out_dir, args.train_images, args.val_images, seed=0)  # one dataset for every row and seed
+    render_data(out_dir, args.train_images, args.val_images, seed=0, label_noise=args.label_noise)  # one dataset for every row and seed
 
     results = []
     out = Path(args.out)

@@ -139,6 +139,14 @@ def test_merge_refuses_runs_made_with_other_settings(tmp_path):
     assert rows[0]["mean"]["AP"] == pytest.approx(0.2) and rows[0]["std"]["AP"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="other settings"):
         merge_results([part("a.json", "rle", [0]), part("d.json", "l1", [0], epochs=4)], ("AP",))
+    # a setting added later: files without it count as its default, files with another value do not merge
+    noisy = json.loads(Path(part("e.json", "l1", [3])).read_text())
+    for value, name in (("fixed", "f.json"), ("coco", "g.json")):
+        (tmp_path / name).write_text(json.dumps({**noisy, "args": {**noisy["args"], "label_noise": value}}))
+    args, _ = merge_results([part("a.json", "rle", [0]), str(tmp_path / "f.json")], ("AP",), defaults={"label_noise": "fixed"})
+    assert args["label_noise"] == "fixed" and args["seeds"] == [0, 3]
+    with pytest.raises(ValueError, match="other settings"):
+        merge_results([part("a.json", "rle", [0]), str(tmp_path / "g.json")], ("AP",), defaults={"label_noise": "fixed"})
 
 
 def test_precision_benchmark_compares_autocast_with_fp32(tmp_path, fixtures):

@@ -127,3 +127,37 @@ def test_nonfinite_keypoints_and_bad_visibility_are_named(tmp_path, caplog):
     with pytest.raises(DataError, match=r"mpii.json\[1\]: joints or center hold NaN or inf"):
         load_mpii_instances(mpii, tmp_path)
     assert len(load_mpii_instances(mpii, tmp_path, on_error="skip")) == 1
+
+
+def test_rendered_label_noise_matches_its_stated_spread(tmp_path):
+    """The embedded data's labels: with ``label_noise="coco"`` each joint's spread around the true
+    position is COCO's measured annotator spread (pycocotools' OKS σ_k, times √(area), over √2
+    per coordinate); by default 1 px (visible) and 5 px (occluded) per 100 px of figure."""
+    from pycocotools.cocoeval import COCOeval
+
+    from rlepose.data.synthetic import SyntheticConfig, write_dataset
+
+    with pytest.raises(ValueError, match="label_noise"):
+        SyntheticConfig(label_noise="gaussian")
+    coco_sigmas = COCOeval(iouType="keypoints").params.kpt_oks_sigmas
+    for mode in ("coco", "fixed"):
+        ann = json.loads(write_dataset(tmp_path / mode, SyntheticConfig(num_images=200, seed=1, label_noise=mode), "val").read_text())
+        z = {k: [] for k in ("coco", 1, 2)}
+        for a in ann["annotations"]:
+            kps, true = np.reshape(a["keypoints"], (17, 3)), np.reshape(a["true_keypoints"], (17, 2))
+            extent = (true.max(0) - true.min(0)).max() / 100
+            for k in range(17):
+                if kps[k, 2] == 0 or np.any(kps[k, :2] <= 0) or np.any(kps[k, :2] >= 255):  # clipped at the border
+                    continue
+                d = kps[k, :2] - true[k]
+                if mode == "coco":
+                    z["coco"].append((k, *(d / np.sqrt(a["area"]))))
+                else:
+                    z[int(kps[k, 2])].extend(d / extent)
+        if mode == "coco":
+            arr = np.array(z["coco"])
+            per_joint = np.array([np.sqrt(np.mean(arr[arr[:, 0] == k, 1:] ** 2) * 2) for k in range(17)])
+            assert per_joint == pytest.approx(coco_sigmas, rel=0.15)
+            assert np.corrcoef(per_joint, coco_sigmas)[0, 1] > 0.97
+        else:  # labels are rounded to 0.01 px, far below these spreads
+            assert np.std(z[2]) == pytest.approx(1.0, rel=0.1) and np.std(z[1]) == pytest.approx(5.0, rel=0.15)

@@ -58,10 +58,10 @@ def demo_config(out_dir: Path, epochs: int = 4, seed: int = 0, loss: str | dict 
 DEMO_MODEL = {"head": "integral", "deconv_channels": 64, "augmentation": SHORT_SCHEDULE_AUGMENTATION}
 
 
-def render_data(out_dir: Path, train_images: int, val_images: int, seed: int = 0) -> None:
+def render_data(out_dir: Path, train_images: int, val_images: int, seed: int = 0, label_noise: str = "fixed") -> None:
     data = out_dir / "data"
-    write_dataset(data, SyntheticConfig(num_images=train_images, seed=seed), "train")
-    write_dataset(data, SyntheticConfig(num_images=val_images, seed=seed + 10_000), "val")
+    write_dataset(data, SyntheticConfig(num_images=train_images, seed=seed, label_noise=label_noise), "train")
+    write_dataset(data, SyntheticConfig(num_images=val_images, seed=seed + 10_000, label_noise=label_noise), "val")
 
 
 def draw_examples(checkpoint: str | Path, data_dir: Path, out_file: Path, count: int = 8, backend: str = "auto",

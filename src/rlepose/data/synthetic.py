@@ -8,7 +8,9 @@ Each figure is a 2-D articulated body (torso lean, facing direction from frontal
 shoulder/elbow/hip/knee angles within human limits, limb lengths and widths varied per person)
 drawn with clothing colours and textures over a textured background; some are partly covered
 by occluders or cut by the image border. Labels are the true joint positions plus annotator-like
-Gaussian noise, larger for occluded joints (the ambiguity RLE models). COCO conventions:
+Gaussian noise: by default 1 px per 100 px of figure for visible joints and 5 px for occluded
+ones (the ambiguity RLE models); with ``label_noise="coco"`` the spread COCO measured between
+its own annotators instead (below). COCO conventions:
 v=2 visible, v=1 labelled but occluded, v=0 not labelled (outside the image). Generated data is
 labelled as such in its JSON ``info``.
 """
@@ -33,7 +35,16 @@ class SyntheticConfig:
     truncation_prob: float = 0.15
     noise_visible_px: float = 1.0  # label noise, per person height of 100 px
     noise_occluded_px: float = 5.0
+    # "fixed": the two noise levels above; "coco": every labelled joint k gets COCO's measured
+    # annotator spread, σ_k·s per joint (σ_k the OKS constant, s = √(box area), the scale the
+    # evaluation's OKS uses), i.e. σ_k·s/√2 per coordinate. COCO's σ_k average visible and
+    # occluded joints, so occlusion adds nothing there.
+    label_noise: str = "fixed"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.label_noise not in ("fixed", "coco"):
+            raise ValueError(f"label_noise must be 'fixed' or 'coco', not {self.label_noise!r}")
 
 
 # COCO indices
@@ -179,22 +190,26 @@ def render_image(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[np.nda
                 cv2.ellipse(img, tuple(int(v) for v in centre), axes, angle, 0, 360, color, -1)
                 cv2.ellipse(mask, tuple(int(v) for v in centre), axes, angle, 0, 360, 1, -1)
     annotations = []
+    coco_sd = np.asarray(COCO_KEYPOINTS.sigmas) / np.sqrt(2)  # per coordinate, in units of s
     for joints, attrs in people:
         scale = (joints.max(0) - joints.min(0)).max() / 100.0
+        m = attrs["head_r"] * 0.8 + attrs["limb_w"]
+        x0, y0 = np.clip(joints.min(0) - m, 0, [w - 1, h - 1])
+        x1, y1 = np.clip(joints.max(0) + m, 0, [w - 1, h - 1])
         kps = np.zeros((17, 3))
         for k, (x, y) in enumerate(joints):
             inside = 0 <= x < w and 0 <= y < h
             if not inside:
                 continue
             occluded = bool(mask[int(y), int(x)]) or (k in (LEAR, REAR, LEYE, REYE, NOSE) and attrs["facing"] < -0.2)
-            sd = (cfg.noise_occluded_px if occluded else cfg.noise_visible_px) * scale
+            if cfg.label_noise == "coco":
+                sd = coco_sd[k] * np.sqrt((x1 - x0) * (y1 - y0))
+            else:
+                sd = (cfg.noise_occluded_px if occluded else cfg.noise_visible_px) * scale
             kps[k, :2] = np.clip(joints[k] + rng.normal(0, sd, 2), [0, 0], [w - 1, h - 1])
             kps[k, 2] = 1 if occluded else 2
         if (kps[:, 2] > 0).sum() == 0:
             continue
-        m = attrs["head_r"] * 0.8 + attrs["limb_w"]
-        x0, y0 = np.clip(joints.min(0) - m, 0, [w - 1, h - 1])
-        x1, y1 = np.clip(joints.max(0) + m, 0, [w - 1, h - 1])
         if x1 - x0 < 4 or y1 - y0 < 4:
             continue
         annotations.append({"keypoints": kps, "true": joints, "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]})
