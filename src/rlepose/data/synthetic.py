@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -39,7 +40,7 @@ class SyntheticConfig:
     # annotator spread, σ_k·s per joint (σ_k the OKS constant, s = √(box area), the scale the
     # evaluation's OKS uses), i.e. σ_k·s/√2 per coordinate. COCO's σ_k average visible and
     # occluded joints, so occlusion adds nothing there.
-    label_noise: str = "fixed"
+    label_noise: Literal["fixed", "coco"] = "fixed"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -196,6 +197,7 @@ def render_image(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[np.nda
         m = attrs["head_r"] * 0.8 + attrs["limb_w"]
         x0, y0 = np.clip(joints.min(0) - m, 0, [w - 1, h - 1])
         x1, y1 = np.clip(joints.max(0) + m, 0, [w - 1, h - 1])
+        coco_sd_px = coco_sd * np.sqrt((x1 - x0) * (y1 - y0))
         kps = np.zeros((17, 3))
         for k, (x, y) in enumerate(joints):
             inside = 0 <= x < w and 0 <= y < h
@@ -203,7 +205,7 @@ def render_image(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[np.nda
                 continue
             occluded = bool(mask[int(y), int(x)]) or (k in (LEAR, REAR, LEYE, REYE, NOSE) and attrs["facing"] < -0.2)
             if cfg.label_noise == "coco":
-                sd = coco_sd[k] * np.sqrt((x1 - x0) * (y1 - y0))
+                sd = coco_sd_px[k]
             else:
                 sd = (cfg.noise_occluded_px if occluded else cfg.noise_visible_px) * scale
             kps[k, :2] = np.clip(joints[k] + rng.normal(0, sd, 2), [0, 0], [w - 1, h - 1])
