@@ -6,7 +6,7 @@ import torch
 
 from rlepose.flows import RealNVP
 from rlepose.models import (LiftingNet, ModelConfig, build_pose_model, complexity, count_params,
-                            decode_heatmaps, gaussian_heatmaps, heatmap_mse_loss, hrnet, load_pretrained,
+                            decode_heatmaps, gaussian_heatmaps, heatmap_mse_loss, hrnet, load_backbone, load_pretrained,
                             resnet, soft_argmax)
 
 # Parameter counts printed in torchvision's model documentation (ImageNet classifiers).
@@ -102,6 +102,35 @@ def test_loader_unwraps_prefixes_and_names_shape_mismatches(tmp_path):
         load_pretrained(resnet(18, num_classes=0), partial, strict=True)
     with pytest.raises(FileNotFoundError, match="nowhere.pth"):
         load_pretrained(model, tmp_path / "nowhere.pth")
+
+
+def test_load_backbone_finds_it_in_pose_checkpoints_and_refuses_files_without_one(tmp_path):
+    """`pretrained` takes the backbone out of an rlepose checkpoint (with or without a flow), an
+    MMPose pose model (MMPose starts its "pretrained" RLE from a heatmap model) or ImageNet
+    weights, leaving heads and flows out; a file with no backbone in it is an error, not a
+    silent start from scratch."""
+    torch.manual_seed(0)
+    source = build_pose_model(ModelConfig("resnet18", "heatmap"))
+    net, bare = source.state_dict(), source.backbone.state_dict()
+    flow = {"loss.flow.s.0.0.weight": torch.ones(64, 2)}
+    checkpoints = {
+        "rlepose, RLE": {"state_dict": {f"model.{k}": v for k, v in net.items()} | flow, "epoch": 3},
+        "rlepose, heatmap": {"state_dict": {f"model.{k}": v for k, v in net.items()}},
+        "mmpose": {"meta": {}, "state_dict": {f"backbone.{k}": v for k, v in bare.items()}
+                   | {"head.final_layer.weight": torch.ones(17, 256, 1, 1)}},
+        "imagenet": bare | {"fc.weight": torch.ones(1000, 512), "fc.bias": torch.ones(1000)},
+    }
+    for name, ckpt in checkpoints.items():
+        torch.manual_seed(1)
+        target = build_pose_model(ModelConfig("resnet18", "regression"))
+        head = {k: v.clone() for k, v in target.head.state_dict().items()}
+        torch.save(ckpt, tmp_path / "file.pth")
+        report = load_backbone(target.backbone, tmp_path / "file.pth")
+        assert not report.missing and not report.unexpected and len(report.loaded) == len(bare), name
+        assert all(torch.equal(v, bare[k]) for k, v in target.backbone.state_dict().items()), name
+        assert all(torch.equal(v, head[k]) for k, v in target.head.state_dict().items()), name
+    with pytest.raises(ValueError, match="no backbone weights.*keypoint_head"):
+        load_backbone(target.backbone, {"state_dict": {"keypoint_head.final.weight": torch.ones(1)}})
 
 
 def test_hrnet_size_and_cost_match_the_hrnet_paper():

@@ -59,6 +59,12 @@ def test_resume_is_exact(tmp_path, fixtures):
     assert not torch.allclose(first.state_dict()["model.head.fc.weight"], a["model.head.fc.weight"])
 
 
+def _unrelated_file(tmp_path):
+    path = tmp_path / "head_only.pth"
+    torch.save({"state_dict": {"keypoint_head.final_layer.weight": torch.ones(17, 32, 1, 1)}}, path)
+    return path
+
+
 def test_mpii_and_heatmap_runs(tmp_path, fixtures):
     mpii = _config(tmp_path, fixtures, name="mpii", model={"num_joints": 16},
                    data={"format": "mpii", "root": str(fixtures / "mpii"), "train_ann": "test_mpii.json",
@@ -69,6 +75,14 @@ def test_mpii_and_heatmap_runs(tmp_path, fixtures):
                    train={"epochs": 1})
     module, trainer = train(load_config(heat), enable_progress_bar=False)
     assert "AP" in module.last_metrics and checkpoint_paths(trainer)["last"].endswith("last.ckpt")
+    # A regression model started from the heatmap model's backbone (at lr 0 its parameters stay there).
+    reg = _config(tmp_path, fixtures, name="from_heat", pretrained=checkpoint_paths(trainer)["last"],
+                  train={"epochs": 1, "lr": 0.0})
+    started, _ = train(load_config(reg), enable_progress_bar=False)
+    ours, theirs = dict(started.model.backbone.named_parameters()), dict(module.model.backbone.named_parameters())
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    with pytest.raises(ValueError, match="no backbone weights"):
+        train(load_config(_config(tmp_path, fixtures, name="nothing", pretrained=str(_unrelated_file(tmp_path)))))
 
 
 def test_clear_errors(tmp_path, fixtures, capsys):

@@ -279,3 +279,33 @@ def load_pretrained(model: nn.Module, source: str | Path | Mapping, prefix: str 
     model.load_state_dict({k: sd[k] for k in report.loaded}, strict=False)
     log.info("load_pretrained: %s", report)
     return report
+
+
+# Where a backbone's weights sit in the checkpoints a user may point `pretrained` at: an rlepose
+# training checkpoint (LightningModule `model.backbone`), an MMPose or official-code pose model
+# (`backbone`), or a bare backbone (torchvision / timm ImageNet weights).
+_BACKBONE_PREFIXES = ("model.backbone.", "backbone.")
+
+
+def load_backbone(backbone: nn.Module, source: str | Path | Mapping, trust: bool = False) -> LoadReport:
+    """Load a backbone's weights from any checkpoint that holds one, and refuse one that doesn't.
+
+    The prefix is found from the keys: ``model.backbone.`` (an rlepose checkpoint of any head or
+    loss), ``backbone.`` (MMPose, e.g. the heatmap model MMPose starts its "pretrained" RLE
+    ResNet-50 from), else none (ImageNet weights; their classifier ``fc.`` is skipped). Heads,
+    flows and optimizer states in the file are left out.
+
+    Raises:
+        ValueError: no tensor of the file fits the backbone (the wrong file, or another
+            architecture), which would otherwise train from scratch without a word.
+    """
+    if isinstance(source, (str, Path)):
+        source = read_checkpoint(source, trust=trust)
+    sd = extract_state_dict(source)
+    prefix = next((p for p in _BACKBONE_PREFIXES if any(k.startswith(p) for k in sd)), "")
+    report = load_pretrained(backbone, sd, prefix=prefix, ignore=("fc.",) if not prefix else ())
+    if not report.loaded:
+        keys = ", ".join(sorted(sd)[:4])
+        raise ValueError(f"no backbone weights found in the checkpoint (none of its {len(sd)} tensors fit "
+                         f"{type(backbone).__name__}; its keys start: {keys}, …)")
+    return report

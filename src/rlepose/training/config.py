@@ -170,7 +170,10 @@ class ExperimentConfig:
     data: DataConfig = DataConfig()
     transform: TransformConfig = TransformConfig()
     train: TrainConfig = TrainConfig()
-    pretrained: str | None = None  # backbone weights (e.g. torchvision ImageNet ResNet)
+    # backbone weights from any checkpoint that has them: torchvision/timm ImageNet weights, an
+    # MMPose pose model (e.g. a heatmap model, MMPose's start for its "pretrained" RLE) or an
+    # rlepose checkpoint of any head and loss; heads and flows in the file are left out
+    pretrained: str | None = None
     # all weights (network and the loss's flow) of an rlepose checkpoint, e.g. one made by
     # `rlepose convert` from the official code or MMPose; training starts there with a fresh optimizer
     init_from: str | None = None

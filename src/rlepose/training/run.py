@@ -18,7 +18,7 @@ from rlepose.data.h36m import (H36M_KEYPOINTS, TEST_SUBJECTS, TRAIN_SUBJECTS, Po
 from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import TopDownTransform
 from rlepose.evaluation.evaluators import CocoEvaluator, H36MEvaluator, MpiiEvaluator
-from rlepose.models.checkpoint import load_pretrained, read_checkpoint, save_atomic
+from rlepose.models.checkpoint import load_backbone, read_checkpoint, save_atomic
 from rlepose.training.config import ExperimentConfig, LossConfig, config_to_dict
 from rlepose.training.lifting import LiftingModule, lifting_tensors
 from rlepose.training.module import PoseModule
@@ -261,8 +261,10 @@ def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs):
     val_data, evaluator = val_loader(cfg, spec)
     module = PoseModule.from_config(cfg, spec=spec, evaluator=evaluator)
     if cfg.pretrained:
-        report = load_pretrained(module.model.backbone, cfg.pretrained, ignore=("fc.",))
+        report = load_backbone(module.model.backbone, cfg.pretrained)
         log.info("backbone weights from %s: %s", cfg.pretrained, report)
+        if report.missing:
+            log.warning("pretrained %s has no weights for part of the backbone: %s", cfg.pretrained, report)
     if cfg.init_from:
         init_from_checkpoint(module, cfg.init_from)
     trainer = _trainer(cfg, out_dir, monitor=f"val/{evaluator.main_metric}", mode=getattr(evaluator, "mode", "max"),
