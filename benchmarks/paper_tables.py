@@ -1,7 +1,7 @@
 """The rows of the paper's Tables 1, 4 and 7 and the heatmap baseline of Table 2(a), trained on
 the embedded synthetic dataset with one budget for every row, over several seeds.
 
-    python benchmarks/paper_tables.py [--epochs 4] [--milestones 3] [--train-images 3000] [--seeds 0 1 2] [--rows rle,l1,...] [--demo-model] [--label-noise coco]
+    python benchmarks/paper_tables.py [--epochs 4] [--milestones 3] [--train-images 3000] [--seeds 0 1 2] [--rows rle,l1,...] [--demo-model] [--label-noise coco] [--pretrained CKPT]
     python benchmarks/paper_tables.py --merge part1.json part2.json ... [--out all.json]
 
 ``--merge`` joins the JSON of runs made in separate processes or on separate machines (one row
@@ -12,7 +12,9 @@ the same rendered images, epochs and seeds; only the loss (or the heatmap head) 
 AP50, AP75 by pycocotools on the held-out rendered images, the Pearson correlation between
 instance confidence and OKS (Table 4), and the calibration of σ̂ on the held-out crops (mean σ̂
 against mean |µ̂ − µg|, normalized crop units). ``--label-noise coco`` renders labels with the
-annotator spread COCO measured (σ_k of OKS) instead of the default 1 px / 5 px per 100 px. The paper's numbers (ResNet-50, real COCO,
+annotator spread COCO measured (σ_k of OKS) instead of the default 1 px / 5 px per 100 px.
+``--pretrained CKPT`` starts every row's backbone from a checkpoint (e.g. this script's heatmap
+row: the heatmap-pretrained protocol of the paper's Table 5 and MMPose). The paper's numbers (ResNet-50, real COCO,
 270 epochs) are printed beside for the ordering only; the absolute values are not comparable.
 JSON: one row per loss with every run, and ``mean`` / ``std`` of each metric over the seeds.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from common import device_name, merge_results, row_record, sigma_vs_error, write_json
@@ -68,7 +71,7 @@ def print_table(args: dict, results: list[dict]) -> None:
     print(f"\nEmbedded synthetic dataset ({args['train_images']} train / {args['val_images']} held-out images), "
           f"ResNet-18 96×72 from scratch ({'integral head, short-schedule augmentation' if args['demo_model'] else 'FC head'}), "
           f"{args['epochs']} epochs (LR ×0.1 at {milestones}), seeds {args['seeds']} (mean ± std), "
-          f"label noise {args.get('label_noise', 'fixed')}")
+          f"label noise {args.get('label_noise', 'fixed')}" + (f", backbone from {args['pretrained']}" if args.get("pretrained") else ""))
     print(f"{'row':>16} {'AP':>11} {'AP50':>6} {'AP75':>6} {'corr':>13} {'σ̂/|err|':>9} {'seeds':>5} {'paper AP':>9} {'paper corr':>11}")
     for r in results:
         m, s = r["mean"], r["std"]
@@ -96,10 +99,12 @@ def main() -> None:
     parser.add_argument("--label-noise", choices=("fixed", "coco"), default="fixed",
                         help="annotator noise of the rendered labels: fixed 1 px / 5 px (visible / occluded) per "
                              "100 px of figure, or COCO's measured per-keypoint spread")
+    parser.add_argument("--pretrained", metavar="CKPT",
+                        help="start every row's backbone from this checkpoint (any head; e.g. a heatmap row's last.ckpt)")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these result files into one table and exit")
     args = parser.parse_args()
     if args.merge:
-        merged_args, results = merge_results(args.merge, METRICS, defaults={"label_noise": "fixed"})
+        merged_args, results = merge_results(args.merge, METRICS, defaults={"label_noise": "fixed", "pretrained": None})
         print_table(merged_args, results)
         write_json(Path(args.out), {"args": merged_args, "merged_from": args.merge, "rows": results})
         print(f"written to {args.out}")
@@ -116,8 +121,10 @@ def main() -> None:
         for seed in args.seeds:
             t0 = time.perf_counter()
             setting = DEMO_MODEL if args.demo_model else {}
-            name = f"{'demo_' if args.demo_model else ''}{row}_seed{seed}" + (f"_e{args.epochs}" if args.epochs != 4 else "")
+            name = (f"{'demo_' if args.demo_model else ''}{row}_seed{seed}" + (f"_e{args.epochs}" if args.epochs != 4 else "")
+                    + ("_pretrained" if args.pretrained else ""))
             cfg = demo_config(out_dir, args.epochs, seed, loss=loss, name=name, milestones=args.milestones, **setting)
+            cfg = replace(cfg, pretrained=args.pretrained)
             module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)
             runs.append({**module.last_metrics, **heldout_calibration(module, cfg), "seed": seed,
                          "seconds": time.perf_counter() - t0, "device": device_name()})

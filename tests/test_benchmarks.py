@@ -106,6 +106,13 @@ def test_lifting_and_paper_tables_small(tmp_path, fixtures):  # lifting.py proje
     rows = json.loads(out.read_text())["rows"]
     assert [r["row"] for r in rows] == ["rle", "l1"] and rows[0]["paper_AP"] == 70.5
     assert rows[0]["mean"]["sigma_over_error"] > 0 and "sigma_over_error" in rows[1]["mean"]
+    # a row started from another run's backbone (the heatmap-pretrained protocol's plumbing)
+    pre = tmp_path / "pre.json"
+    ckpt = tmp_path / "pt/runs/l1_seed0_e1/checkpoints/last.ckpt"
+    run_script("paper_tables.py", "--rows", "laplace_nll", "--seeds", "0", "--epochs", "1", "--train-images", "16",
+               "--val-images", "8", "--dir", str(tmp_path / "pt"), "--out", str(pre), "--pretrained", str(ckpt))
+    assert json.loads(pre.read_text())["args"]["pretrained"] == str(ckpt)
+    assert (tmp_path / "pt/runs/laplace_nll_seed0_e1_pretrained/checkpoints/last.ckpt").is_file()
     # the same runs as if a second process had made seed 1: --merge pools them per row
     data = json.loads(out.read_text())
     for r in data["rows"]:
