@@ -307,5 +307,6 @@ def load_backbone(backbone: nn.Module, source: str | Path | Mapping, trust: bool
     if not report.loaded:
         keys = ", ".join(sorted(sd)[:4])
         raise ValueError(f"no backbone weights found in the checkpoint (none of its {len(sd)} tensors fit "
-                         f"{type(backbone).__name__}; its keys start: {keys}, …)")
+                         f"{type(backbone).__name__}; its keys start: {keys}, …); a checkpoint of the official "
+                         f"code converts with `rlepose convert --from official`")
     return report
