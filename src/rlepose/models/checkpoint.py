@@ -282,8 +282,8 @@ def load_pretrained(model: nn.Module, source: str | Path | Mapping, prefix: str 
 
 
 # Where a backbone's weights sit in the checkpoints a user may point `pretrained` at: an rlepose
-# training checkpoint (LightningModule `model.backbone`), an MMPose or official-code pose model
-# (`backbone`), or a bare backbone (torchvision / timm ImageNet weights).
+# training checkpoint (LightningModule `model.backbone`), an MMPose pose model (`backbone`), or a
+# bare backbone (torchvision / timm ImageNet weights). The official code's `preact` is converted first.
 _BACKBONE_PREFIXES = ("model.backbone.", "backbone.")
 
 

@@ -262,9 +262,8 @@ def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs):
     module = PoseModule.from_config(cfg, spec=spec, evaluator=evaluator)
     if cfg.pretrained:
         report = load_backbone(module.model.backbone, cfg.pretrained)
-        log.info("backbone weights from %s: %s", cfg.pretrained, report)
-        if report.missing:
-            log.warning("pretrained %s has no weights for part of the backbone: %s", cfg.pretrained, report)
+        # a partly covered backbone trains the rest from scratch: worth a warning
+        log.log(logging.WARNING if report.missing else logging.INFO, "backbone weights from %s: %s", cfg.pretrained, report)
     if cfg.init_from:
         init_from_checkpoint(module, cfg.init_from)
     trainer = _trainer(cfg, out_dir, monitor=f"val/{evaluator.main_metric}", mode=getattr(evaluator, "mode", "max"),
