@@ -325,7 +325,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlepose", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="rlepose",
+        description="Human pose regression with Residual Log-likelihood Estimation (RLE): "
+                    "train, evaluate, predict on photos and videos, export and convert models.",
+        epilog="`rlepose COMMAND --help` lists the options of one command.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     toy = sub.add_parser("toy", help="compare the losses on a synthetic regression problem (CPU, ~1 min)")
