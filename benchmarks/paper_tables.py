@@ -68,8 +68,10 @@ def heldout_calibration(module, cfg) -> dict[str, float]:
 
 def print_table(args: dict, results: list[dict]) -> None:
     milestones = args.get("milestones") or [args["epochs"] - 1]
+    source = f"backbone from {args['pretrained']}" if args.get("pretrained") else "from scratch"
+    head = "integral head, short-schedule augmentation" if args["demo_model"] else "FC head"
     print(f"\nEmbedded synthetic dataset ({args['train_images']} train / {args['val_images']} held-out images), "
-          f"ResNet-18 96×72 {'backbone from ' + args['pretrained'] if args.get('pretrained') else 'from scratch'} ({'integral head, short-schedule augmentation' if args['demo_model'] else 'FC head'}), "
+          f"ResNet-18 96×72 {source} ({head}), "
           f"{args['epochs']} epochs (LR ×0.1 at {milestones}), seeds {args['seeds']} (mean ± std), "
           f"label noise {args.get('label_noise', 'fixed')}")
     print(f"{'row':>16} {'AP':>11} {'AP50':>6} {'AP75':>6} {'corr':>13} {'σ̂/|err|':>9} {'seeds':>5} {'paper AP':>9} {'paper corr':>11}")
