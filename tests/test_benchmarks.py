@@ -106,6 +106,7 @@ def test_lifting_and_paper_tables_small(tmp_path, fixtures):  # lifting.py proje
     rows = json.loads(out.read_text())["rows"]
     assert [r["row"] for r in rows] == ["rle", "l1"] and rows[0]["paper_AP"] == 70.5
     assert rows[0]["mean"]["sigma_over_error"] > 0 and "sigma_over_error" in rows[1]["mean"]
+    assert all(0 <= run["AP_true"] <= 1 for r in rows for run in r["runs"])  # scored against the true positions
     # a row started from another run's backbone (the heatmap-pretrained protocol's plumbing)
     pre = tmp_path / "pre.json"
     ckpt = tmp_path / "pt/runs/l1_seed0_e1/checkpoints/last.ckpt"

@@ -132,7 +132,8 @@ def test_nonfinite_keypoints_and_bad_visibility_are_named(tmp_path, caplog):
 def test_rendered_label_noise_matches_its_stated_spread(tmp_path):
     """The embedded data's labels: with ``label_noise="coco"`` each joint's spread around the true
     position is COCO's measured annotator spread (pycocotools' OKS σ_k, times √(area), over √2
-    per coordinate); by default 1 px (visible) and 5 px (occluded) per 100 px of figure."""
+    per coordinate), Gaussian; with ``"coco_mixture"`` the same r.m.s. spread from the heavy-tailed
+    two-component law; by default 1 px (visible) and 5 px (occluded) per 100 px of figure."""
     from pycocotools.cocoeval import COCOeval
 
     from rlepose.data.synthetic import SyntheticConfig, write_dataset
@@ -140,7 +141,7 @@ def test_rendered_label_noise_matches_its_stated_spread(tmp_path):
     with pytest.raises(ValueError, match="label_noise"):
         SyntheticConfig(label_noise="gaussian")
     coco_sigmas = COCOeval(iouType="keypoints").params.kpt_oks_sigmas
-    for mode in ("coco", "fixed"):
+    for mode in ("coco", "coco_mixture", "fixed"):
         ann = json.loads(write_dataset(tmp_path / mode, SyntheticConfig(num_images=200, seed=1, label_noise=mode), "val").read_text())
         z = {k: [] for k in ("coco", 1, 2)}
         for a in ann["annotations"]:
@@ -150,14 +151,49 @@ def test_rendered_label_noise_matches_its_stated_spread(tmp_path):
                 if kps[k, 2] == 0 or np.any(kps[k, :2] <= 0) or np.any(kps[k, :2] >= 255):  # clipped at the border
                     continue
                 d = kps[k, :2] - true[k]
-                if mode == "coco":
+                if mode.startswith("coco"):
                     z["coco"].append((k, *(d / np.sqrt(a["area"]))))
                 else:
                     z[int(kps[k, 2])].extend(d / extent)
-        if mode == "coco":
+        if mode.startswith("coco"):
             arr = np.array(z["coco"])
             per_joint = np.array([np.sqrt(np.mean(arr[arr[:, 0] == k, 1:] ** 2) * 2) for k in range(17)])
-            assert per_joint == pytest.approx(coco_sigmas, rel=0.15)
-            assert np.corrcoef(per_joint, coco_sigmas)[0, 1] > 0.97
+            # one coordinate's deviation over its stated spread σ_k/√2: unit r.m.s. in both laws;
+            # kurtosis 3 for the Gaussian, 3·Σw·s⁴/(Σw·s²)² = 13.3 for the mixture (0.8, 0.5; 0.2, 4)
+            u = arr[:, 1:] / (coco_sigmas[arr[:, 0].astype(int)] / np.sqrt(2))[:, None]
+            kurtosis = np.mean(u ** 4) / np.mean(u ** 2) ** 2
+            assert np.sqrt(np.mean(u ** 2)) == pytest.approx(1.0, rel=0.06)
+            if mode == "coco":
+                assert per_joint == pytest.approx(coco_sigmas, rel=0.15)
+                assert np.corrcoef(per_joint, coco_sigmas)[0, 1] > 0.97
+                assert kurtosis == pytest.approx(3.0, abs=0.4)
+            else:  # heavy tails make each joint's r.m.s. noisier; the pooled one is held above
+                assert per_joint == pytest.approx(coco_sigmas, rel=0.3)
+                assert kurtosis == pytest.approx(13.3, rel=0.25)
+                # the same per joint for both coordinates: |dx| and |dy| correlate, a Gaussian's do not
+                assert np.corrcoef(np.abs(u[:, 0]), np.abs(u[:, 1]))[0, 1] > 0.3
         else:  # labels are rounded to 0.01 px, far below these spreads
             assert np.std(z[2]) == pytest.approx(1.0, rel=0.1) and np.std(z[1]) == pytest.approx(5.0, rel=0.15)
+
+
+def test_truth_annotations_score_the_true_positions(tmp_path):
+    """``write_truth_annotations``: the true joint positions, scored as predictions, reach AP 1
+    against the truth file and less against the noisy labels; visibility and everything else kept."""
+    from rlepose.data.synthetic import SyntheticConfig, write_dataset, write_truth_annotations
+    from rlepose.evaluation.coco import coco_keypoint_ap
+
+    labels = write_dataset(tmp_path, SyntheticConfig(num_images=30, seed=2, label_noise="coco_mixture"), "val")
+    truth = write_truth_annotations(labels)
+    assert truth == tmp_path / "val_true.json"
+    noisy, exact = json.loads(labels.read_text()), json.loads(truth.read_text())
+    results = []
+    for a, t in zip(noisy["annotations"], exact["annotations"]):
+        kps, true = np.reshape(t["keypoints"], (17, 3)), np.reshape(a["true_keypoints"], (17, 2))
+        assert np.array_equal(kps[:, 2], np.reshape(a["keypoints"], (17, 3))[:, 2])
+        labelled = kps[:, 2] > 0
+        assert np.allclose(kps[labelled, :2], true[labelled]) and not kps[~labelled, :2].any()
+        assert {k: v for k, v in t.items() if k != "keypoints"} == {k: v for k, v in a.items() if k != "keypoints"}
+        pred = np.concatenate([true, np.ones((17, 1))], 1)
+        results.append({"image_id": a["image_id"], "category_id": 1, "keypoints": pred.ravel().tolist(), "score": 1.0})
+    assert coco_keypoint_ap(truth, results)["AP"] == pytest.approx(1.0)
+    assert coco_keypoint_ap(labels, results)["AP"] < 0.95

@@ -10,7 +10,8 @@ drawn with clothing colours and textures over a textured background; some are pa
 by occluders or cut by the image border. Labels are the true joint positions plus annotator-like
 Gaussian noise: by default 1 px per 100 px of figure for visible joints and 5 px for occluded
 ones (the ambiguity RLE models); with ``label_noise="coco"`` the spread COCO measured between
-its own annotators instead (below). COCO conventions:
+its own annotators instead (below), and with ``"coco_mixture"`` the same spread drawn from a
+heavy-tailed law: most clicks precise, one in five careless. COCO conventions:
 v=2 visible, v=1 labelled but occluded, v=0 not labelled (outside the image). Generated data is
 labelled as such in its JSON ``info``.
 """
@@ -27,6 +28,12 @@ import numpy as np
 from rlepose.data.keypoints import COCO_KEYPOINTS
 
 
+LABEL_NOISE = ("fixed", "coco", "coco_mixture")
+# The two-component annotator law of label_noise="coco_mixture": (weight, relative scale) of each
+# component, rescaled to unit variance below.
+MIXTURE = ((0.8, 0.5), (0.2, 4.0))
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     num_images: int = 400
@@ -39,13 +46,17 @@ class SyntheticConfig:
     # "fixed": the two noise levels above; "coco": every labelled joint k gets COCO's measured
     # annotator spread, σ_k·s per joint (σ_k the OKS constant, s = √(box area), the scale the
     # evaluation's OKS uses), i.e. σ_k·s/√2 per coordinate. COCO's σ_k average visible and
-    # occluded joints, so occlusion adds nothing there.
-    label_noise: Literal["fixed", "coco"] = "fixed"
+    # occluded joints, so occlusion adds nothing there. "coco_mixture": the same second moment per
+    # joint (σ_k is a root-mean-square spread, outliers included), drawn from the two-component law
+    # of `rlepose toy --noise mixture`: per joint, with probability 0.8 a Gaussian of relative
+    # scale 0.5, else of relative scale 4 (kurtosis 13.3 against a Gaussian's 3), both coordinates
+    # from the same component (a careless click is careless in x and y).
+    label_noise: Literal["fixed", "coco", "coco_mixture"] = "fixed"
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.label_noise not in ("fixed", "coco"):
-            raise ValueError(f"label_noise must be 'fixed' or 'coco', not {self.label_noise!r}")
+        if self.label_noise not in LABEL_NOISE:
+            raise ValueError(f"label_noise must be one of {LABEL_NOISE}, not {self.label_noise!r}")
 
 
 # COCO indices
@@ -206,6 +217,8 @@ def render_image(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[np.nda
             occluded = bool(mask[int(y), int(x)]) or (k in (LEAR, REAR, LEYE, REYE, NOSE) and attrs["facing"] < -0.2)
             if cfg.label_noise == "coco":
                 sd = coco_sd_px[k]
+            elif cfg.label_noise == "coco_mixture":
+                sd = coco_sd_px[k] * _mixture_scale(rng)
             else:
                 sd = (cfg.noise_occluded_px if occluded else cfg.noise_visible_px) * scale
             kps[k, :2] = np.clip(joints[k] + rng.normal(0, sd, 2), [0, 0], [w - 1, h - 1])
@@ -216,6 +229,30 @@ def render_image(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[np.nda
             continue
         annotations.append({"keypoints": kps, "true": joints, "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]})
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), annotations
+
+
+def _mixture_scale(rng: np.random.Generator) -> float:
+    """One draw of the relative scale of :data:`MIXTURE`, normalized so that the mixture has unit
+    variance (a Gaussian scaled by it then has the spread it is multiplied by, in r.m.s.)."""
+    weights, scales = np.array(MIXTURE).T
+    unit = np.sqrt(np.sum(weights * scales ** 2))
+    return float(scales[rng.choice(len(scales), p=weights)] / unit)
+
+
+def write_truth_annotations(ann_path: str | Path) -> Path:
+    """Beside a rendered split's COCO JSON, ``<split>_true.json``: the same annotations with each
+    labelled joint at its true position instead of its noisy label (visibility unchanged), so
+    predictions can be scored against the truth as well as against the labels. Returns its path."""
+    ann_path = Path(ann_path)
+    data = json.loads(ann_path.read_text())
+    for a in data["annotations"]:
+        kps = np.reshape(a["keypoints"], (-1, 3))
+        true = np.reshape(a["true_keypoints"], (-1, 2))
+        kps[:, :2] = np.where(kps[:, 2:] > 0, true, 0.0)
+        a["keypoints"] = [float(v) for v in kps.ravel()]
+    out = ann_path.with_name(f"{ann_path.stem}_true.json")
+    out.write_text(json.dumps(data))
+    return out
 
 
 def write_dataset(out_dir: str | Path, cfg: SyntheticConfig, split: str = "train") -> Path:
