@@ -30,8 +30,10 @@ from rlepose.data.keypoints import COCO_KEYPOINTS
 
 LABEL_NOISE = ("fixed", "coco", "coco_mixture")
 # The two-component annotator law of label_noise="coco_mixture": (weight, relative scale) of each
-# component, rescaled to unit variance below.
+# component; _MIXTURE_SCALES are the scales rescaled so that the mixture has unit variance.
 MIXTURE = ((0.8, 0.5), (0.2, 4.0))
+_MIXTURE_WEIGHTS, _MIXTURE_SCALES = np.array(MIXTURE).T
+_MIXTURE_SCALES = _MIXTURE_SCALES / np.sqrt(np.sum(_MIXTURE_WEIGHTS * _MIXTURE_SCALES ** 2))
 
 
 @dataclass(frozen=True)
@@ -234,9 +236,7 @@ def render_image(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[np.nda
 def _mixture_scale(rng: np.random.Generator) -> float:
     """One draw of the relative scale of :data:`MIXTURE`, normalized so that the mixture has unit
     variance (a Gaussian scaled by it then has the spread it is multiplied by, in r.m.s.)."""
-    weights, scales = np.array(MIXTURE).T
-    unit = np.sqrt(np.sum(weights * scales ** 2))
-    return float(scales[rng.choice(len(scales), p=weights)] / unit)
+    return float(_MIXTURE_SCALES[rng.choice(len(_MIXTURE_SCALES), p=_MIXTURE_WEIGHTS)])
 
 
 def write_truth_annotations(ann_path: str | Path) -> Path:
