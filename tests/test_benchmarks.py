@@ -133,11 +133,11 @@ def test_merge_refuses_runs_made_with_other_settings(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from common import merge_results
 
-    def part(name: str, row: str, seeds: list[int], epochs: int = 24) -> str:
+    def part(name: str, row: str, seeds: list[int], epochs: int = 24, loss: dict | None = None) -> str:
         runs = [{"seed": s, "AP": 0.1 * (s + 1)} for s in seeds]
         (tmp_path / name).write_text(json.dumps({
             "args": {"epochs": epochs, "rows": row, "seeds": seeds, "out": name},
-            "rows": [{"row": row, "loss": {"name": row}, "runs": runs, "mean": {}, "std": {}, "paper_AP": 1.0}]}))
+            "rows": [{"row": row, "loss": loss or {"name": row}, "runs": runs, "mean": {}, "std": {}, "paper_AP": 1.0}]}))
         return str(tmp_path / name)
 
     args, rows = merge_results([part("a.json", "rle", [2]), part("b.json", "l1", [0]), part("c.json", "rle", [0, 1])],
@@ -147,6 +147,9 @@ def test_merge_refuses_runs_made_with_other_settings(tmp_path):
     assert rows[0]["mean"]["AP"] == pytest.approx(0.2) and rows[0]["std"]["AP"] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="other settings"):
         merge_results([part("a.json", "rle", [0]), part("d.json", "l1", [0], epochs=4)], ("AP",))
+    # a row run with another loss section (a default that changed between the runs) is not pooled
+    with pytest.raises(ValueError, match="run with loss"):
+        merge_results([part("a.json", "rle", [0]), part("h.json", "rle", [1], loss={"name": "rle", "beta": 1.0})], ("AP",))
     # a setting added later: files without it count as its default, files with another value do not merge
     noisy = json.loads(Path(part("e.json", "l1", [3])).read_text())
     for value, name in (("fixed", "f.json"), ("coco", "g.json")):

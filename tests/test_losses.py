@@ -37,7 +37,7 @@ def _identity_flow(dim):
                                     ("gaussian", torch.distributions.Normal)])
 def test_rle_with_flat_residual_is_the_closed_form_nll(q, dist):
     mu, sigma, target = _batch()
-    loss = RLELoss(dim=2, q=q, flow=ZeroDensity())
+    loss = RLELoss(dim=2, q=q, flow=ZeroDensity(), beta=0.0)
     expected = -dist(mu, sigma).log_prob(target).sum(-1).mean()
     assert loss(mu, sigma, target).item() == pytest.approx(expected.item(), rel=1e-12)
 
@@ -131,7 +131,7 @@ def test_reductions_by_hand():
 
 def test_unlabelled_coordinate_keeps_only_q_terms_of_labelled_ones():
     mu, sigma, target = _batch(d=3, seed=5)
-    loss = RLELoss(dim=3, reduction="sum")
+    loss = RLELoss(dim=3, reduction="sum", beta=0.0)
     weight = torch.ones(4, 5, 3)
     weight[..., 2] = 0  # 2-D-only samples in 3-D training
     expected = -torch.distributions.Laplace(mu[..., :2], sigma[..., :2]).log_prob(target[..., :2]).sum()
@@ -157,7 +157,7 @@ def test_log_s_matches_closed_form_for_gaussian_flow(q, per_dim):
 def test_log_s_term_is_added_per_weighted_joint():
     mu, sigma, target = _batch()
     flow = _identity_flow(2)
-    plain = RLELoss(dim=2, flow=flow, reduction="sum")(mu, sigma, target)
+    plain = RLELoss(dim=2, flow=flow, reduction="sum", beta=0.0)(mu, sigma, target)
     with_s = RLELoss(dim=2, flow=flow, log_s_grid=200, reduction="sum")
     assert (with_s(mu, sigma, target) - plain).item() == pytest.approx(-20 * with_s.log_s().item())
 
@@ -233,10 +233,10 @@ def test_paper_form_is_eq8_with_prediction_minus_label_residual():
     flow = RealNVP(2)
     bar = (mu - target) / sigma
     expected = (sigma.log() + bar.abs() + math.log(2)).sum(-1) - flow.log_prob(bar.reshape(-1, 2)).reshape(4, 5)
-    ours = RLELoss(dim=2, flow=flow, reduction="none")(mu, sigma, target)
+    ours = RLELoss(dim=2, flow=flow, reduction="none", beta=0.0)(mu, sigma, target)
     assert torch.allclose(ours, expected, rtol=1e-12)
     # the flow sees µ̂ − µg, not µg − µ̂: an asymmetric flow tells the two apart
-    flipped = RLELoss(dim=2, flow=flow, reduction="none")(target, sigma, mu)
+    flipped = RLELoss(dim=2, flow=flow, reduction="none", beta=0.0)(target, sigma, mu)
     assert not torch.allclose(ours, flipped)
 
 
@@ -319,7 +319,7 @@ def test_scale_q_has_eq8_value_and_splits_the_gradients():
     mu, sigma, target = _batch(seed=11)
     torch.manual_seed(6)
     flow = RealNVP(2)
-    q_loss = RLELoss(dim=2, flow=flow, scale="q", reduction="sum")
+    q_loss = RLELoss(dim=2, flow=flow, scale="q", reduction="sum", beta=0.0)
     joint_loss = RLELoss(dim=2, flow=flow, scale="joint", reduction="sum")
     assert q_loss(mu, sigma, target).item() == pytest.approx(joint_loss(mu, sigma, target).item(), rel=1e-12)
 
@@ -338,6 +338,44 @@ def test_scale_q_has_eq8_value_and_splits_the_gradients():
     flow.zero_grad()
     (-flow.log_prob(((mu - target) / sigma).reshape(-1, 2)).sum()).backward()
     assert all(torch.allclose(a, p.grad, rtol=1e-10) for a, p in zip(grads, flow.parameters()))
+
+
+def test_beta1_gives_mu_l1_gradient_and_keeps_sigma_at_the_mean_absolute_error():
+    """β = 1 (β-NLL, Seitzer et al. 2022), Laplace Q, scale='q', by hand: each coordinate's
+    terms are σ̂_d · (log σ̂_d + |x̄_d| + log 2) and the flow term √(σ̂_1 σ̂_2) · (−log G(x̄)),
+    the factors held fixed. With G = N(0, b²I) (identity flow on a base of std b):
+    ∂/∂µ̂_d = sign(µ̂_d − µg_d) + √(σ̂_1 σ̂_2) · x̄_d / (b² σ̂_d)  (L1's gradient plus the flow's),
+    ∂/∂σ̂_d = 1 − |µ̂_d − µg_d| / σ̂_d  (zero where σ̂ is the absolute error)."""
+    mu, sigma, target = _batch(seed=21)
+    b = 4.0
+    flow = RealNVP(2, zero_init=True, base_std=b)
+    loss = RLELoss(dim=2, flow=flow, scale="q", beta=1.0, reduction="sum")
+    x = (mu - target) / sigma
+    s = sigma.prod(-1, keepdim=True).sqrt()
+    value = (sigma * (sigma.log() + x.abs() + math.log(2))).sum() \
+        + (s.squeeze(-1) * ((x**2).sum(-1) / (2 * b**2) + math.log(2 * math.pi * b**2))).sum()
+    mu_, sigma_ = mu.clone().requires_grad_(), sigma.clone().requires_grad_()
+    out = loss(mu_, sigma_, target)
+    assert out.item() == pytest.approx(value.item(), rel=1e-12)
+    out.backward()
+    assert torch.allclose(mu_.grad, torch.sign(mu - target) + s * x / (b**2 * sigma), rtol=1e-10)
+    assert torch.allclose(sigma_.grad, 1 - (mu - target).abs() / sigma, rtol=1e-10, atol=1e-12)
+    # β = 0 is the plain likelihood (Eq. 8's value)
+    plain = RLELoss(dim=2, flow=flow, scale="q", beta=0.0, reduction="sum")
+    eq8 = (sigma.log() + x.abs() + math.log(2)).sum() + ((x**2).sum(-1) / (2 * b**2) + math.log(2 * math.pi * b**2)).sum()
+    assert plain(mu, sigma, target).item() == pytest.approx(eq8.item(), rel=1e-12)
+
+
+def test_beta_default_is_one_where_sigma_is_q_scale_and_zero_elsewhere():
+    from rlepose.training.config import LossConfig
+    assert RLELoss(2).beta == 1.0 and build_loss("rle_gaussian").beta == 1.0
+    assert LossConfig(name="rle").build(2).beta == 1.0
+    assert LossConfig(name="rle", beta=0.0).build(2).beta == 0.0
+    for loss in (RLELoss(2, scale="joint"), RLELoss(2, form="official"), RLELoss(2, form="mmpose"),
+                 RLELoss(2, standardize=True), RLELoss(2, log_s_grid=8), DLELoss(2)):
+        assert loss.beta == 0.0
+    with pytest.raises(ValueError, match="beta"):
+        RLELoss(2, form="official", beta=1.0)
 
 
 def test_scale_q_combinations_are_checked():
@@ -366,7 +404,7 @@ def test_flow_warmup_gives_mu_the_q_gradient_only_and_keeps_the_value():
     """flow_grad = 0: the loss value is unchanged, µ̂ gets exactly Laplace NLL's gradient, σ̂ its
     own, and the flow still trains; flow_grad = 1 restores the full gradient."""
     torch.manual_seed(0)
-    loss = RLELoss(2)
+    loss = RLELoss(2, beta=0.0)
     with torch.no_grad():  # a flow that is not flat, so its gradient on µ̂ is not ~0
         for p in loss.flow.parameters():
             p.add_(0.3 * torch.randn_like(p))

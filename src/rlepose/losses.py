@@ -38,7 +38,10 @@ flow sees x̄ with σ̂ held fixed, so σ̂ gets exactly the gradient of the Q l
 Laplace Q, σ̂ is the predicted mean absolute error — calibrated, it cannot drift), and the flow
 is fitted to the law of x̄ by maximum likelihood, a normalized density that needs no ``log s``.
 µ̂ gets Q's gradient and the flow's. The loss value is Eq. 8's; only the gradient paths differ.
-The flow starts flat (:func:`default_flow`), so training starts as Q's likelihood.
+The flow starts flat (:func:`default_flow`), so training starts as Q's likelihood. With it
+comes β-NLL weighting, β = 1 (:func:`default_beta`): every term is weighted by σ̂ (held fixed),
+so Q gives µ̂ L1's gradient and the hard joints are not given up, while σ̂ keeps the stationary
+point of the likelihood; ``beta=0`` gives the plain likelihood, whose value is Eq. 8's.
 DLE drops Q and lets the flow model the whole density: L = −log Gφ(x̄) + Σ_d log σ̂_d.
 
 Joints labelled in only some coordinates (3-D training with 2-D-only samples: zero weight on
@@ -189,9 +192,11 @@ class RLELoss(JointLoss):
            train it). The scale of x̄ no longer trades off against the flow's, so σ̂ cannot drift.
         beta: (``form="paper"`` only) β-NLL weighting (Seitzer et al., ICLR 2022): each
            coordinate's terms times σ̂_d^β and the flow term times (Π_d σ̂_d)^(β/D), the factors
-           held fixed (no gradient). β = 0 is the plain likelihood; with β = 1 and
-           ``scale="q"`` the Q part gives µ̂ the gradient of L1 (hard samples are not given up)
-           while σ̂ keeps the stationary point of the likelihood (the mean absolute error).
+           held fixed (no gradient). β = 0 is the plain likelihood (the loss value is then
+           Eq. 8's); with β = 1 and ``scale="q"`` the Q part gives µ̂ the gradient of L1 (hard
+           samples are not given up) while σ̂ keeps the stationary point of the likelihood (the
+           mean absolute error). ``None`` (default): :func:`default_beta`, 1 with ``scale="q"``,
+           else 0 (measured: README "How the default was chosen").
         log_s_grid: if set, add the ``−log s`` term of appendix E, with ∫QGφ taken as a
            midpoint Riemann sum on a grid of ``log_s_grid`` points per axis over
            ``[−log_s_bound, log_s_bound]^D`` (the flow then runs on ``log_s_grid**D``
@@ -199,7 +204,7 @@ class RLELoss(JointLoss):
     """
 
     def __init__(self, dim: int = 2, q: QDensity | None = "laplace", flow: nn.Module | None = None,
-                 form: Form = "paper", scale: Scale | None = None, beta: float = 0.0, standardize: bool = False,
+                 form: Form = "paper", scale: Scale | None = None, beta: float | None = None, standardize: bool = False,
                  quadrature_points: int = 2048,
                  log_s_grid: int | None = None, log_s_bound: float = 5.0,
                  reduction: Reduction = "mean") -> None:
@@ -220,6 +225,8 @@ class RLELoss(JointLoss):
             raise ValueError(f"unknown scale {scale!r}: 'joint' or 'q'")
         if scale == "q" and (form != "paper" or q is None or standardize):
             raise ValueError("scale='q' applies to RLE in the paper's form (Eq. 8) without standardize")
+        if beta is None:
+            beta = default_beta(scale)
         if beta and (form != "paper" or standardize):
             raise ValueError("beta applies to RLE in the paper's form (Eq. 8) without standardize")
         if standardize and log_s_grid:
@@ -349,6 +356,15 @@ def default_scale(form: Form = "paper", q: QDensity | None = "laplace", standard
     """``"q"`` for RLE in the paper's form (the library's default), ``"joint"`` where it does not
     apply (the code forms, DLE, the standardized and log s variants)."""
     return "q" if (form == "paper" and q is not None and not standardize and not log_s_grid) else "joint"
+
+
+def default_beta(scale: Scale) -> float:
+    """β-NLL's β for RLE: 1 where σ̂ is Q's scale (``scale="q"``, the library's default), so µ̂
+    gets L1's gradient from Q and σ̂ stays the predicted mean absolute error; 0 (the plain
+    likelihood) for the printed and code forms. Measured against β = 0: lifting 73.6 ± 1.9 mm
+    against 80.6 ± 1.3, 2-D with heavy-tailed labels AP higher on every seed, 2-D with the
+    default labels a tie (README)."""
+    return 1.0 if scale == "q" else 0.0
 
 
 def default_flow(dim: int, scale: Scale = "q", hidden_layers: int = 3, hidden_features: int = 64,
