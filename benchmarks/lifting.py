@@ -40,6 +40,8 @@ ROWS = {  # name: (loss config section, paper Table 8 MPJPE / PA-MPJPE or None)
     "rle_beta1": ({"name": "rle", "beta": 1.0}, None),
     # the plain likelihood, β = 0: the default before β = 1 (the runs recorded as "rle" before then)
     "rle_beta0": ({"name": "rle", "beta": 0.0}, None),
+    # β-NLL's recommended middle: µ̂'s gradient weighted by σ̂^-0.5
+    "rle_beta05": ({"name": "rle", "beta": 0.5}, None),
     "rle_no_warmup": ({"name": "rle", "beta": 0.0, "flow_warmup_epochs": 0}, None),
     "rle_beta1_no_warmup": ({"name": "rle", "beta": 1.0, "flow_warmup_epochs": 0}, None),
     # the published forms of RLE and the other measured candidates, as published: no warm-up

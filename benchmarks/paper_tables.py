@@ -60,6 +60,8 @@ ROWS = {  # name: (loss config section, paper COCO AP, paper Table 4 correlation
     "rle_q_unit_flow": ({"name": "rle", "beta": 0.0, "flow_base_std": 1.0, "flow_warmup_epochs": 0}, 70.5, 0.553),
     # the same loss as "rle" (runs made under this name before β = 1 became the default)
     "rle_beta1": ({"name": "rle", "beta": 1.0}, 70.5, 0.553),
+    # β-NLL's recommended middle: µ̂'s gradient weighted by σ̂^-0.5 instead of 1/σ̂ (β = 0) or 1 (β = 1)
+    "rle_beta05": ({"name": "rle", "beta": 0.5}, 70.5, 0.553),
     # ablation: β-NLL Laplace, the same loss with a flow that stays flat (no residual learned)
     "laplace_beta1": ({"name": "rle", "beta": 1.0, "flow_base_std": 1e3, "flow_warmup_epochs": 0}, 67.4, 0.522),
 }
