@@ -340,37 +340,40 @@ def test_scale_q_has_eq8_value_and_splits_the_gradients():
     assert all(torch.allclose(a, p.grad, rtol=1e-10) for a, p in zip(grads, flow.parameters()))
 
 
-def test_beta1_gives_mu_l1_gradient_and_keeps_sigma_at_the_mean_absolute_error():
-    """β = 1 (β-NLL, Seitzer et al. 2022), Laplace Q, scale='q', by hand: each coordinate's
-    terms are σ̂_d · (log σ̂_d + |x̄_d| + log 2) and the flow term √(σ̂_1 σ̂_2) · (−log G(x̄)),
+@pytest.mark.parametrize("beta", [1.0, 0.5])
+def test_beta_weighting_matches_the_closed_form_and_keeps_sigma_at_the_mean_absolute_error(beta):
+    """β-NLL (Seitzer et al. 2022), Laplace Q, scale='q', by hand: each coordinate's terms are
+    σ̂_d^β · (log σ̂_d + |x̄_d| + log 2) and the flow term s · (−log G(x̄)), s = (σ̂_1 σ̂_2)^(β/2),
     the factors held fixed. With G = N(0, b²I) (identity flow on a base of std b):
-    ∂/∂µ̂_d = sign(µ̂_d − µg_d) + √(σ̂_1 σ̂_2) · x̄_d / (b² σ̂_d)  (L1's gradient plus the flow's),
-    ∂/∂σ̂_d = 1 − |µ̂_d − µg_d| / σ̂_d  (zero where σ̂ is the absolute error)."""
+    ∂/∂µ̂_d = σ̂_d^(β−1) sign(µ̂_d − µg_d) + s · x̄_d / (b² σ̂_d)  (β = 1: L1's gradient plus the flow's),
+    ∂/∂σ̂_d = σ̂_d^(β−1) (1 − |µ̂_d − µg_d| / σ̂_d)  (zero where σ̂ is the absolute error)."""
     mu, sigma, target = _batch(seed=21)
     b = 4.0
     flow = RealNVP(2, zero_init=True, base_std=b)
-    loss = RLELoss(dim=2, flow=flow, scale="q", beta=1.0, reduction="sum")
+    loss = RLELoss(dim=2, flow=flow, scale="q", beta=beta, reduction="sum")
     x = (mu - target) / sigma
-    s = sigma.prod(-1, keepdim=True).sqrt()
-    value = (sigma * (sigma.log() + x.abs() + math.log(2))).sum() \
+    w = sigma**beta
+    s = sigma.prod(-1, keepdim=True) ** (beta / 2)
+    value = (w * (sigma.log() + x.abs() + math.log(2))).sum() \
         + (s.squeeze(-1) * ((x**2).sum(-1) / (2 * b**2) + math.log(2 * math.pi * b**2))).sum()
     mu_, sigma_ = mu.clone().requires_grad_(), sigma.clone().requires_grad_()
     out = loss(mu_, sigma_, target)
     assert out.item() == pytest.approx(value.item(), rel=1e-12)
     out.backward()
-    assert torch.allclose(mu_.grad, torch.sign(mu - target) + s * x / (b**2 * sigma), rtol=1e-10)
-    assert torch.allclose(sigma_.grad, 1 - (mu - target).abs() / sigma, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(mu_.grad, w / sigma * torch.sign(mu - target) + s * x / (b**2 * sigma), rtol=1e-10)
+    assert torch.allclose(sigma_.grad, w / sigma * (1 - (mu - target).abs() / sigma), rtol=1e-10, atol=1e-12)
     # β = 0 is the plain likelihood (Eq. 8's value)
     plain = RLELoss(dim=2, flow=flow, scale="q", beta=0.0, reduction="sum")
     eq8 = (sigma.log() + x.abs() + math.log(2)).sum() + ((x**2).sum(-1) / (2 * b**2) + math.log(2 * math.pi * b**2)).sum()
     assert plain(mu, sigma, target).item() == pytest.approx(eq8.item(), rel=1e-12)
 
 
-def test_beta_default_is_one_where_sigma_is_q_scale_and_zero_elsewhere():
+def test_beta_default_is_one_half_where_sigma_is_q_scale_and_zero_elsewhere():
     from rlepose.training.config import LossConfig
-    assert RLELoss(2).beta == 1.0 and build_loss("rle_gaussian").beta == 1.0
-    assert LossConfig(name="rle").build(2).beta == 1.0
+    assert RLELoss(2).beta == 0.5 and build_loss("rle_gaussian").beta == 0.5
+    assert LossConfig(name="rle").build(2).beta == 0.5
     assert LossConfig(name="rle", beta=0.0).build(2).beta == 0.0
+    assert LossConfig(name="rle", beta=1.0).build(3).beta == 1.0
     for loss in (RLELoss(2, scale="joint"), RLELoss(2, form="official"), RLELoss(2, form="mmpose"),
                  RLELoss(2, standardize=True), RLELoss(2, log_s_grid=8), DLELoss(2)):
         assert loss.beta == 0.0
