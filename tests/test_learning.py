@@ -62,3 +62,32 @@ def test_toy_fit_flow_warmup_trains_mu_as_laplace_nll_until_the_drop():
         params[key] = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert torch.allclose(params["held"], params["laplace"], atol=1e-6)
     assert not torch.allclose(params["default"], params["laplace"], atol=1e-6)
+
+
+def test_toy_loss_specs_build_the_configured_loss():
+    """``name:key=value`` gives the loss the training config builds with those fields; its value
+    on the same inputs and flow weights equals the directly built loss's."""
+    import torch
+
+    from rlepose.losses import RLELoss, default_flow
+    from rlepose.toy import loss_from_spec
+
+    spec = loss_from_spec("rle:beta=1:scale=joint:flow_base_std=1.0", 2)
+    direct = RLELoss(2, scale="joint", beta=1.0, flow=default_flow(2, "joint", base_std=1.0))
+    assert (spec.scale, spec.beta) == ("joint", 1.0)
+    direct.load_state_dict(spec.state_dict())
+    g = torch.Generator().manual_seed(0)
+    mu, target = torch.randn(5, 3, 2, generator=g), torch.randn(5, 3, 2, generator=g)
+    sigma = torch.rand(5, 3, 2, generator=g) * 0.5 + 0.1
+    assert torch.allclose(spec(mu, sigma, target), direct(mu, sigma, target))
+    assert loss_from_spec("laplace_nll", 2).__class__.__name__ == "LaplaceNLLLoss"
+    for bad in ("rle:bta=1", "rle:beta", "rle:flow_warmup_epochs=0"):
+        with pytest.raises(ValueError, match="key=value"):
+            loss_from_spec(bad, 2)
+
+
+def test_cli_toy_rejects_a_misspelt_loss_before_training(capsys):
+    from rlepose.cli import main
+
+    assert main(["toy", "--losses", "rle,rle:bta=1", "--steps", "1", "--seeds", "0"]) != 0
+    assert "bta=1" in capsys.readouterr().err

@@ -20,7 +20,7 @@ def _table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 def cmd_toy(args: argparse.Namespace) -> int:
     """Train each loss on the synthetic heteroscedastic problem for every seed and compare
     held-out results, mean ± std over the seeds."""
-    from rlepose.toy import ToyProblem, compare_losses, summarize_seeds
+    from rlepose.toy import ToyProblem, compare_losses, loss_from_spec, summarize_seeds
 
     try:
         from tqdm import tqdm
@@ -30,6 +30,8 @@ def cmd_toy(args: argparse.Namespace) -> int:
 
     problem = ToyProblem(noise=args.noise)
     names = args.losses.split(",")
+    for name in names:  # fail before any training on a misspelt loss
+        loss_from_spec(name, problem.dim)
     runs = []
     jobs = [(name, seed) for seed in args.seeds for name in names]
     for name, seed in tqdm(jobs, desc="training one regressor per loss and seed", unit="run"):
@@ -334,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     toy = sub.add_parser("toy", help="compare the losses on a synthetic regression problem (CPU, ~1 min)")
     toy.add_argument("--noise", choices=["mixture", "student_t"], default="mixture")
-    toy.add_argument("--losses", default="l1,l2,laplace_nll,gaussian_nll,dle,rle,rle_gaussian")
+    toy.add_argument("--losses", default="l1,l2,laplace_nll,gaussian_nll,dle,rle,rle_gaussian",
+                     help="comma-separated loss names, each optionally with loss-config fields: "
+                          "name:key=value:key=value, e.g. rle:beta=1 or rle:scale=joint:beta=0")
     toy.add_argument("--steps", type=int, default=1500, help="Adam steps; the learning rate drops ×0.1 at 80%% of them")
     toy.add_argument("--flow-warmup-steps", type=int, default=None,
                      help="steps before RLE's flow term reaches µ̂ (default: until the learning rate drops; 0: never)")
