@@ -119,19 +119,16 @@ def loss_from_spec(spec: str, dim: int) -> JointLoss:
         return build_loss(name, dim=dim)
     import dataclasses
 
-    import yaml
-
-    from rlepose.training.config import LossConfig
+    from rlepose.training.config import LossConfig, apply_overrides
 
     fields = {f.name for f in dataclasses.fields(LossConfig)} - {"name", "flow_warmup_epochs"}
-    values: dict = {}
     for item in items:
-        key, sep, raw = item.partition("=")
+        key, sep, _ = item.partition("=")
         if not sep or key not in fields:
             raise ValueError(f"loss spec {spec!r}: {item!r} is not key=value with a key from "
                              f"{', '.join(sorted(fields))} (the warm-up is set by the number of steps, "
                              "--flow-warmup-steps)")
-        values[key] = yaml.safe_load(raw)
+    values = apply_overrides({}, items)  # the config's own KEY=VALUE parser (values as YAML)
     return LossConfig(name=name, **values).build(dim)
 
 
