@@ -129,6 +129,12 @@ def test_lifting_and_paper_tables_small(tmp_path, fixtures):  # lifting.py proje
         assert r["std"]["AP"] == pytest.approx(0.1 / 2 ** 0.5)
 
 
+def test_paper_tables_refuses_the_official_head_on_the_integral_model(tmp_path):
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        run_script("paper_tables.py", "--demo-model", "--official-head", "--dir", str(tmp_path), "--out", str(tmp_path / "x.json"))
+    assert "integral head" in err.value.stderr and not (tmp_path / "x.json").exists()
+
+
 def test_merge_refuses_runs_made_with_other_settings(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from common import merge_results

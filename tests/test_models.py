@@ -188,6 +188,28 @@ def test_regression_model_outputs_and_confidence():
     assert not any(isinstance(m, RealNVP) for m in model.modules())  # the flow lives in the loss
 
 
+def test_official_head_initialization_starts_sigma_at_a_half(tmp_path):
+    """``fc_init_gain``: each half of the FC (µ̂ rows, σ̂ rows) Xavier-uniform with that gain,
+    as the official code's two Linear layers; σ̂ then starts within a few % of 0.5."""
+    from rlepose.demo import demo_config
+
+    cfg = demo_config(tmp_path, model={"coord_norm": True, "fc_init_gain": 0.01}).model
+    assert cfg.coord_norm and cfg.fc_init_gain == 0.01
+    torch.manual_seed(0)
+    official = build_pose_model(cfg).head
+    default = build_pose_model(ModelConfig("resnet18", "regression")).head
+    bound = 0.01 * math.sqrt(6 / (512 + 17 * 2))  # gain · √(6 / (fan_in + fan_out)) per half
+    for half in official.fc.weight.detach().chunk(2):
+        assert half.abs().max() <= bound
+        assert half.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)  # uniform's std
+    assert default.fc.weight.abs().max() > 10 * bound  # PyTorch's U(±1/√512)
+    features = 2 * torch.rand(8, 512, 3, 3)  # non-negative, like a ReLU's output
+    with torch.no_grad():
+        _, sigma = official(features)
+        _, sigma_default = default(features)
+    assert (sigma - 0.5).abs().max() < 0.05 < (sigma_default - 0.5).abs().max()
+
+
 def test_soft_argmax_against_hand_computed_expectations():
     logits = torch.full((1, 2, 4, 8), -1e4)
     logits[0, 0, 3, 5] = 0.0  # all mass at x index 5 of 8, y index 3 of 4

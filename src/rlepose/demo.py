@@ -30,18 +30,19 @@ SHORT_SCHEDULE_AUGMENTATION = {"rotation_prob": 0.0, "half_body_prob": 0.0, "sca
 def demo_config(out_dir: Path, epochs: int = 4, seed: int = 0, loss: str | dict = "rle", backbone: str = "resnet18",
                 input_size: tuple[int, int] = (96, 72), name: str = "demo", head: str = "regression",
                 deconv_channels: int = 256, augmentation: dict | None = None,
-                milestones: list[int] | None = None) -> ExperimentConfig:
+                milestones: list[int] | None = None, model: dict | None = None) -> ExperimentConfig:
     """The demo's experiment: a config like any other, on the rendered data under ``out_dir/data``.
     ``loss``: a loss name, or a whole ``loss`` config section (dict); ``heatmap_mse`` implies the
     heatmap head. ``head``, ``deconv_channels``: the model's (regression, integral, heatmap);
     ``augmentation``: ``transform`` settings over the COCO defaults; ``milestones``: the epochs
-    where the learning rate drops ×0.1 (default: before the last epoch). The defaults are the paper's
+    where the learning rate drops ×0.1 (default: before the last epoch); ``model``: further ``model``
+    settings (e.g. ``{"coord_norm": True}``). The defaults are the paper's
     regression setting that ``benchmarks/paper_tables.py`` trains; :func:`run_demo` passes its own."""
     loss = {"name": loss} if isinstance(loss, str) else dict(loss)
     head = "heatmap" if loss["name"] == "heatmap_mse" else ("regression" if head == "heatmap" else head)
     return config_from_dict({
         "name": name,
-        "model": {"backbone": backbone, "head": head, "deconv_channels": deconv_channels},
+        "model": {"backbone": backbone, "head": head, "deconv_channels": deconv_channels, **(model or {})},
         "loss": loss,
         "data": {"format": "coco", "root": str(out_dir / "data"), "train_ann": "train.json", "train_images": "train",
                  "val_ann": "val.json", "val_images": "val", "batch_size": 32, "val_batch_size": 64,

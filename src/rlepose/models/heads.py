@@ -25,12 +25,20 @@ class RegressionHead(nn.Module):
     The FC's output rows are ordered ``[µ̂ of all joints (K·D), σ̂ logits of all joints (K·D)]``,
     joint-major (x₀, y₀, x₁, y₁, …). ``coord_norm`` divides the µ̂ rows' matrix product (not the
     bias) by the pooled feature's L2 norm, as the paper's official code does; off by default.
+    ``init_gain``: draw the FC weight Xavier-uniform with this gain (the official code: 0.01, so
+    µ̂ starts near its bias and σ̂ near 0.5); ``None`` keeps PyTorch's default initialization.
     """
 
-    def __init__(self, in_channels: int, num_joints: int, dim: int = 2, coord_norm: bool = False) -> None:
+    def __init__(self, in_channels: int, num_joints: int, dim: int = 2, coord_norm: bool = False,
+                 init_gain: float | None = None) -> None:
         super().__init__()
         self.num_joints, self.dim, self.coord_norm = num_joints, dim, coord_norm
         self.fc = nn.Linear(in_channels, num_joints * dim * 2)
+        if init_gain is not None:
+            # the official code draws the µ̂ and σ̂ rows as two matrices; Xavier's bound depends on
+            # the fan-out, so draw each half with its own K·D rows
+            for rows in self.fc.weight.data.chunk(2):
+                nn.init.xavier_uniform_(rows, gain=init_gain)
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
         pooled = features.mean(dim=(2, 3))

@@ -24,6 +24,7 @@ class ModelConfig:
     dim: int = 2
     depth_bins: int = 64
     coord_norm: bool = False  # regression head: the official code's feature-normalized µ̂ layer
+    fc_init_gain: float | None = None  # regression head: Xavier gain of the FC (official code: 0.01); None: PyTorch's
     deconv_channels: int = 256  # integral and heatmap heads on stride-32 backbones (SimpleBaseline: 256)
 
 
@@ -86,7 +87,7 @@ def build_pose_model(cfg: ModelConfig = ModelConfig()) -> TopDownPoseModel:
     c = backbone.out_channels
     stride32 = not cfg.backbone.startswith("hrnet")
     if cfg.head == "regression":
-        head = RegressionHead(c, cfg.num_joints, cfg.dim, coord_norm=cfg.coord_norm)
+        head = RegressionHead(c, cfg.num_joints, cfg.dim, coord_norm=cfg.coord_norm, init_gain=cfg.fc_init_gain)
     elif cfg.head == "integral":
         head = IntegralHead(c, cfg.num_joints, cfg.dim, num_deconv=3 if stride32 else 0,
                             deconv_channels=cfg.deconv_channels, depth_bins=cfg.depth_bins)
