@@ -334,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="`rlepose COMMAND --help` lists the options of one command.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    toy = sub.add_parser("toy", help="compare the losses on a synthetic regression problem (CPU, about 3 min with the default 7 losses × 3 seeds)")
+    toy = sub.add_parser("toy", help="compare the losses on a synthetic regression problem "
+                                      "(CPU, about 3 min for the default 7 losses × 3 seeds)")
     toy.add_argument("--noise", choices=["mixture", "student_t"], default="mixture")
     toy.add_argument("--losses", default="l1,l2,laplace_nll,gaussian_nll,dle,rle,rle_gaussian",
                      help="comma-separated loss names, each optionally with loss-config fields: "
