@@ -139,6 +139,10 @@ def main() -> None:
     render_data(out_dir, args.train_images, args.val_images, seed=0, label_noise=args.label_noise)  # one dataset for every row and seed
     truth = write_truth_annotations(out_dir / "data" / "val.json")
 
+    # the model every row and seed trains: the paper's FC head (as the official code builds it with
+    # --official-head) or the demo's integral head
+    setting = (DEMO_MODEL if args.demo_model else
+               {"model": {"coord_norm": True, "fc_init_gain": 0.01}} if args.official_head else {})
     results = []
     out = Path(args.out)
     for row in args.rows.split(","):
@@ -146,9 +150,6 @@ def main() -> None:
         runs = []
         for seed in args.seeds:
             t0 = time.perf_counter()
-            setting = DEMO_MODEL if args.demo_model else {}
-            if args.official_head:
-                setting = {"model": {"coord_norm": True, "fc_init_gain": 0.01}}
             name = (f"{'demo_' if args.demo_model else ''}{row}_seed{seed}" + (f"_e{args.epochs}" if args.epochs != 4 else "")
                     + ("_pretrained" if args.pretrained else "") + ("_official_head" if args.official_head else ""))
             cfg = demo_config(out_dir, args.epochs, seed, loss=loss, name=name, milestones=args.milestones, **setting)
