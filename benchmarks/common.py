@@ -57,8 +57,8 @@ def write_json(path: Path, data: dict) -> Path:
 def merge_results(files: list[str], metrics: tuple[str, ...], defaults: dict | None = None) -> tuple[dict, list[dict]]:
     """The runs of several benchmark JSON files pooled per row (rows in first-seen order, runs in
     seed order), e.g. one row and seed per process run side by side. The files' settings must
-    agree apart from the rows, seeds and paths each ran, and so must a row's loss section;
-    ``defaults`` stands in for settings that files written before an option existed lack.
+    agree apart from the rows, seeds and paths each ran, and so must a row's loss section, and a
+    row holds each seed once. ``defaults`` stands in for settings that files written before an option existed lack.
     Returns the merged args and rows."""
     own = ("rows", "seeds", "out", "dir", "merge")
     rows: dict[str, dict] = {}
@@ -75,6 +75,10 @@ def merge_results(files: list[str], metrics: tuple[str, ...], defaults: dict | N
             row = rows.setdefault(r["row"], {**r, "runs": []})
             if r["loss"] != row["loss"]:  # e.g. "rle" run before and after a default changed
                 raise ValueError(f"{f}: row {r['row']!r} was run with loss {r['loss']} elsewhere with {row['loss']}")
+            seen = {run["seed"] for run in row["runs"]}
+            twice = sorted(seen & {run["seed"] for run in r["runs"]})
+            if twice:  # e.g. a rerun on another device: choose one, or the mean ± std counts that seed twice
+                raise ValueError(f"{f}: row {r['row']!r} has seed(s) {twice} in another file as well")
             row["runs"] += r["runs"]
     assert first is not None, "no files to merge"
     first.update(rows=",".join(rows), seeds=sorted({run["seed"] for r in rows.values() for run in r["runs"]}))

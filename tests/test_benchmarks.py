@@ -156,6 +156,9 @@ def test_merge_refuses_runs_made_with_other_settings(tmp_path):
     # a row run with another loss section (a default that changed between the runs) is not pooled
     with pytest.raises(ValueError, match="run with loss"):
         merge_results([part("a.json", "rle", [0]), part("h.json", "rle", [1], loss={"name": "rle", "beta": 1.0})], ("AP",))
+    # the same row and seed twice (a rerun on another device) would count that seed twice
+    with pytest.raises(ValueError, match=r"seed\(s\) \[1\]"):
+        merge_results([part("c.json", "rle", [0, 1]), part("i.json", "rle", [1, 2])], ("AP",))
     # a setting added later: files without it count as its default, files with another value do not merge
     noisy = json.loads(Path(part("e.json", "l1", [3])).read_text())
     for value, name in (("fixed", "f.json"), ("coco", "g.json")):
