@@ -58,8 +58,8 @@ def merge_results(files: list[str], metrics: tuple[str, ...], defaults: dict | N
     """The runs of several benchmark JSON files pooled per row (rows in first-seen order, runs in
     seed order), e.g. one row and seed per process run side by side. The files' settings must
     agree apart from the rows, seeds and paths each ran, and so must a row's loss section, and a
-    row holds each seed once. ``defaults`` stands in for settings that files written before an option existed lack.
-    Returns the merged args and rows."""
+    row holds each seed once. ``defaults`` stands in for settings that files written before an
+    option existed lack. Returns the merged args and rows."""
     own = ("rows", "seeds", "out", "dir", "merge")
     rows: dict[str, dict] = {}
     first: dict | None = None
