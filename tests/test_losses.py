@@ -340,7 +340,7 @@ def test_scale_q_has_eq8_value_and_splits_the_gradients():
     assert all(torch.allclose(a, p.grad, rtol=1e-10) for a, p in zip(grads, flow.parameters()))
 
 
-@pytest.mark.parametrize("beta", [1.0, 0.5])
+@pytest.mark.parametrize("beta", [1.0, 0.5, -0.5])
 def test_beta_weighting_matches_the_closed_form_and_keeps_sigma_at_the_mean_absolute_error(beta):
     """β-NLL (Seitzer et al. 2022), Laplace Q, scale='q', by hand: each coordinate's terms are
     σ̂_d^β · (log σ̂_d + |x̄_d| + log 2) and the flow term s · (−log G(x̄)), s = (σ̂_1 σ̂_2)^(β/2),

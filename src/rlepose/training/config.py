@@ -27,7 +27,7 @@ class LossConfig:
     name: str = "rle"
     form: str = "paper"
     scale: str | None = None
-    beta: float | None = None  # None: rlepose.losses.default_beta (1 for RLE with scale="q")
+    beta: float | None = None  # None: rlepose.losses.default_beta (0.5 for RLE with scale="q")
     standardize: bool = False
     flow_layers: int = 3
     flow_width: int = 64
