@@ -64,8 +64,8 @@ ROWS = {  # name: (loss config section, paper COCO AP, paper Table 4 correlation
     "rle_beta1": ({"name": "rle", "beta": 1.0}, 70.5, 0.553),
     # the same loss as "rle" (runs made under this name before β = 0.5 became the default)
     "rle_beta05": ({"name": "rle", "beta": 0.5}, 70.5, 0.553),
-    # β = −0.5: weights the easy joints more than the plain likelihood does (the FC head with clean
-    # labels lost AP as β rose from 0 to 0.5 to 1)
+    # β = −0.5: weights the easy joints more than the plain likelihood does (screened because the FC
+    # head with clean labels lost AP as β rose from 0 to 0.5 to 1; it loses too, README)
     "rle_beta_m05": ({"name": "rle", "beta": -0.5}, 70.5, 0.553),
     # ablation: β-NLL Laplace, the same loss with a flow that stays flat (no residual learned)
     "laplace_beta1": ({"name": "rle", "beta": 1.0, "flow_base_std": 1e3, "flow_warmup_epochs": 0}, 67.4, 0.522),
