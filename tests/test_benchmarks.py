@@ -107,13 +107,21 @@ def test_lifting_and_paper_tables_small(tmp_path, fixtures):  # lifting.py proje
     assert [r["row"] for r in rows] == ["rle", "l1"] and rows[0]["paper_AP"] == 70.5
     assert rows[0]["mean"]["sigma_over_error"] > 0 and "sigma_over_error" in rows[1]["mean"]
     assert all(0 <= run["AP_true"] <= 1 for r in rows for run in r["runs"])  # scored against the true positions
-    # a row started from another run's backbone (the heatmap-pretrained protocol's plumbing)
+    # a row started from another run's backbone (the heatmap-pretrained protocol's plumbing), and
+    # the FC head trained with the demo's short-schedule augmentation
     pre = tmp_path / "pre.json"
     ckpt = tmp_path / "pt/runs/l1_seed0_e1/checkpoints/last.ckpt"
     run_script("paper_tables.py", "--rows", "laplace_nll", "--seeds", "0", "--epochs", "1", "--train-images", "16",
-               "--val-images", "8", "--dir", str(tmp_path / "pt"), "--out", str(pre), "--pretrained", str(ckpt))
-    assert json.loads(pre.read_text())["args"]["pretrained"] == str(ckpt)
-    assert (tmp_path / "pt/runs/laplace_nll_seed0_e1_pretrained/checkpoints/last.ckpt").is_file()
+               "--val-images", "8", "--dir", str(tmp_path / "pt"), "--out", str(pre), "--pretrained", str(ckpt),
+               "--short-augmentation")
+    args = json.loads(pre.read_text())["args"]
+    assert args["pretrained"] == str(ckpt) and args["short_augmentation"]
+    run = tmp_path / "pt/runs/laplace_nll_seed0_e1_pretrained_short_aug"
+    assert (run / "checkpoints/last.ckpt").is_file()
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["head"] == "regression"
+    assert {k: config["transform"][k] for k in ("rotation_prob", "half_body_prob", "scale_factor", "color_jitter")} == \
+        {"rotation_prob": 0.0, "half_body_prob": 0.0, "scale_factor": 0.15, "color_jitter": 0.0}
     # the same runs as if a second process had made seed 1: --merge pools them per row
     data = json.loads(out.read_text())
     for r in data["rows"]:
@@ -129,10 +137,11 @@ def test_lifting_and_paper_tables_small(tmp_path, fixtures):  # lifting.py proje
         assert r["std"]["AP"] == pytest.approx(0.1 / 2 ** 0.5)
 
 
-def test_paper_tables_refuses_the_official_head_on_the_integral_model(tmp_path):
+@pytest.mark.parametrize("flag, says", [("--official-head", "integral head"), ("--short-augmentation", "already trains with it")])
+def test_paper_tables_refuses_fc_head_options_on_the_integral_model(tmp_path, flag, says):
     with pytest.raises(subprocess.CalledProcessError) as err:
-        run_script("paper_tables.py", "--demo-model", "--official-head", "--dir", str(tmp_path), "--out", str(tmp_path / "x.json"))
-    assert "integral head" in err.value.stderr and not (tmp_path / "x.json").exists()
+        run_script("paper_tables.py", "--demo-model", flag, "--dir", str(tmp_path), "--out", str(tmp_path / "x.json"))
+    assert says in err.value.stderr and not (tmp_path / "x.json").exists()
 
 
 def test_merge_refuses_runs_made_with_other_settings(tmp_path):
