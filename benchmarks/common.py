@@ -54,23 +54,37 @@ def write_json(path: Path, data: dict) -> Path:
     return files.write_json(path, data, indent=2)
 
 
-def merge_results(files: list[str], metrics: tuple[str, ...], defaults: dict | None = None) -> tuple[dict, list[dict]]:
-    """The runs of several benchmark JSON files pooled per row (rows in first-seen order, runs in
-    seed order), e.g. one row and seed per process run side by side. The files' settings must
-    agree apart from the rows, seeds and paths each ran, and so must a row's loss section, and a
-    row holds each seed once. ``defaults`` stands in for settings that files written before an
-    option existed lack. Returns the merged args and rows."""
+# paper_tables.py's settings added after its first runs, at the values those runs had
+PAPER_TABLES_DEFAULTS = {"label_noise": "fixed", "pretrained": None, "official_head": False, "short_augmentation": False}
+
+
+def read_results(files: list[str], defaults: dict | None = None) -> list[dict]:
+    """Each benchmark JSON file, its ``args`` completed by ``defaults`` (settings that files written
+    before an option existed lack). The files' settings must agree apart from the rows, seeds and
+    paths each ran: runs made with other settings are not comparable."""
     own = ("rows", "seeds", "out", "dir", "merge")
-    rows: dict[str, dict] = {}
-    first: dict | None = None
+    results, first = [], None
     for f in files:
         data = json.loads(Path(f).read_text())
         data["args"] = {**(defaults or {}), **data["args"]}
         settings = {k: v for k, v in data["args"].items() if k not in own}
         if first is None:
-            first, first_settings = dict(data["args"]), settings
-        elif settings != first_settings:
-            raise ValueError(f"{f} was run with other settings than {files[0]}: {settings} against {first_settings}")
+            first = settings
+        elif settings != first:
+            raise ValueError(f"{f} was run with other settings than {files[0]}: {settings} against {first}")
+        results.append(data)
+    return results
+
+
+def merge_results(files: list[str], metrics: tuple[str, ...], defaults: dict | None = None) -> tuple[dict, list[dict]]:
+    """The runs of several benchmark JSON files pooled per row (rows in first-seen order, runs in
+    seed order), e.g. one row and seed per process run side by side. The files' settings must
+    agree (:func:`read_results`), and so must a row's loss section, and a row holds each seed
+    once. Returns the merged args and rows."""
+    rows: dict[str, dict] = {}
+    results = read_results(files, defaults)
+    assert results, "no files to merge"
+    for f, data in zip(files, results):
         for r in data["rows"]:
             row = rows.setdefault(r["row"], {**r, "runs": []})
             if r["loss"] != row["loss"]:  # e.g. "rle" run before and after a default changed
@@ -80,7 +94,7 @@ def merge_results(files: list[str], metrics: tuple[str, ...], defaults: dict | N
             if twice:  # e.g. a rerun on another device: choose one, or the mean ± std counts that seed twice
                 raise ValueError(f"{f}: row {r['row']!r} has seed(s) {twice} in another file as well")
             row["runs"] += r["runs"]
-    assert first is not None, "no files to merge"
+    first = dict(results[0]["args"])
     first.update(rows=",".join(rows), seeds=sorted({run["seed"] for r in rows.values() for run in r["runs"]}))
     merged = []
     for r in rows.values():

@@ -22,7 +22,7 @@ import logging
 import time
 from pathlib import Path
 
-from common import merge_results, row_record, write_json
+from common import device_name, merge_results, row_record, write_json
 from rlepose.training.config import config_from_dict
 from rlepose.training.run import train
 
@@ -112,7 +112,8 @@ def main() -> None:
                                                             "out_dir": "benchmarks/results/runs"}})
             t0 = time.perf_counter()
             module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)
-            runs.append({**module.last_metrics, "seed": seed, "seconds": time.perf_counter() - t0})
+            runs.append({**module.last_metrics, "seed": seed, "seconds": time.perf_counter() - t0,
+                         "device": device_name()})
             print(f"  {row} seed {seed}: MPJPE {runs[-1]['MPJPE']:.1f} mm, σ̂/|err| {runs[-1]['sigma_over_error']:.2f} "
                   f"({runs[-1]['seconds']:.0f}s)", flush=True)
             partial = row_record(row, loss, runs, METRICS, paper=paper)

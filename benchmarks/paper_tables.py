@@ -31,7 +31,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from common import device_name, merge_results, row_record, sigma_vs_error, write_json
+from common import PAPER_TABLES_DEFAULTS, device_name, merge_results, row_record, sigma_vs_error, write_json
 from rlepose.data.synthetic import LABEL_NOISE, write_truth_annotations
 from rlepose.demo import DEMO_MODEL, SHORT_SCHEDULE_AUGMENTATION, demo_config, render_data
 from rlepose.evaluation.coco import coco_keypoint_ap
@@ -135,9 +135,7 @@ def main() -> None:
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these result files into one table and exit")
     args = parser.parse_args()
     if args.merge:
-        merged_args, results = merge_results(args.merge, METRICS, defaults={"label_noise": "fixed", "pretrained": None,
-                                                                            "official_head": False,
-                                                                            "short_augmentation": False})
+        merged_args, results = merge_results(args.merge, METRICS, defaults=PAPER_TABLES_DEFAULTS)
         print_table(merged_args, results)
         write_json(Path(args.out), {"args": merged_args, "merged_from": args.merge, "rows": results})
         print(f"written to {args.out}")

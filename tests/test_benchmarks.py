@@ -91,6 +91,9 @@ def test_train_speed_small(tmp_path):
 
 @pytest.mark.slow
 def test_lifting_and_paper_tables_small(tmp_path, fixtures):  # lifting.py projects through the H36M fixture cameras
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common import device_name
+
     out = tmp_path / "lift.json"
     run_script("lifting.py", "--rows", "l2,rle", "--seeds", "0", "1", "--epochs", "1", "--train-poses", "2000",
                "--test-poses", "500", "--out", str(out))
@@ -100,6 +103,7 @@ def test_lifting_and_paper_tables_small(tmp_path, fixtures):  # lifting.py proje
         mpjpe = [run["MPJPE"] for run in r["runs"]]
         assert r["mean"]["MPJPE"] == pytest.approx(sum(mpjpe) / 2) and r["std"]["MPJPE"] >= 0
         assert r["mean"]["sigma_mean"] > 0 and r["mean"]["abs_error_mean"] > 0
+        assert all(run["device"] == device_name() for run in r["runs"])  # what trained it, for paired.py
     out = tmp_path / "tables.json"
     run_script("paper_tables.py", "--rows", "rle,l1", "--seeds", "0", "--epochs", "1", "--train-images", "16",
                "--val-images", "8", "--dir", str(tmp_path / "pt"), "--out", str(out))
@@ -176,6 +180,42 @@ def test_merge_refuses_runs_made_with_other_settings(tmp_path):
     assert args["label_noise"] == "fixed" and args["seeds"] == [0, 3]
     with pytest.raises(ValueError, match="other settings"):
         merge_results([part("a.json", "rle", [0]), str(tmp_path / "g.json")], ("AP",), defaults={"label_noise": "fixed"})
+
+
+def test_paired_compares_seeds_run_on_one_device_only(tmp_path):
+    def part(name: str, row: str, runs: list[tuple[int, str, float]], epochs: int = 24) -> str:
+        (tmp_path / name).write_text(json.dumps({
+            "args": {"epochs": epochs, "demo_model": True, "rows": row, "out": name},
+            "rows": [{"row": row, "loss": {"name": row}, "mean": {}, "std": {},
+                      "runs": [{"seed": s, "device": d, "AP": ap, "MPJPE": 100 * ap} for s, d, ap in runs]}]}))
+        return str(tmp_path / name)
+
+    cpu, gpu = "x86_64, 2 cores", "NVIDIA H200"
+    files = [part("a.json", "rle", [(0, cpu, 0.50), (1, cpu, 0.47), (2, cpu, 0.52), (3, gpu, 0.49)]),
+             part("b.json", "laplace_nll", [(0, gpu, 0.40), (1, cpu, 0.45), (2, cpu, 0.53), (3, cpu, 0.48)]),
+             part("c.json", "laplace_nll", [(0, cpu, 0.48), (5, cpu, 0.40)])]
+    out = tmp_path / "paired.json"
+    run_script("paired.py", "rle", "laplace_nll", *files, "--out", str(out))
+    data = json.loads(out.read_text())
+    # seed 0 pairs with its CPU partner (not the GPU's 0.40), seed 3 has no same-device pair, seed 5 no rle run
+    assert [(p["seed"], p["device"]) for p in data["pairs"]] == [(0, cpu), (1, cpu), (2, cpu)]
+    assert data["unpaired_seeds"] == [3, 5] and data["metrics"] == ["AP", "MPJPE"]
+    diffs = [0.02, 0.02, -0.01]  # by hand: 0.50 − 0.48, 0.47 − 0.45, 0.52 − 0.53
+    mean = sum(diffs) / 3
+    se = (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5 / 3 ** 0.5
+    ap = data["summary"]["AP"]
+    assert ap["mean_diff"] == pytest.approx(0.01) and ap["standard_error"] == pytest.approx(se) and se == pytest.approx(0.01)
+    assert (ap["a_above_b"], ap["pairs"]) == (2, 3)
+    assert data["summary"]["MPJPE"]["mean_diff"] == pytest.approx(1.0)
+    # the same seed twice on one device is ambiguous; files run with other settings do not compare
+    dup = part("d.json", "laplace_nll", [(1, cpu, 0.44)])
+    for extra, says in ((dup, "seed 1 twice"), (part("e.json", "laplace_nll", [(7, cpu, 0.4)], epochs=4), "other settings")):
+        with pytest.raises(subprocess.CalledProcessError) as err:
+            run_script("paired.py", "rle", "laplace_nll", *files, extra)
+        assert says in err.value.stderr
+    # the same run in a merged table and in its part counts once
+    run_script("paired.py", "rle", "laplace_nll", *files, files[2], "--out", str(out))
+    assert len(json.loads(out.read_text())["pairs"]) == 3
 
 
 def test_precision_benchmark_compares_autocast_with_fp32(tmp_path, fixtures):
