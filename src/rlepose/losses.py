@@ -364,7 +364,7 @@ def default_beta(scale: Scale) -> float:
     value β-NLL recommends; 0 (the plain likelihood) for the printed and code forms. No β wins
     every setting measured (README, Notes on the loss): β = 0.5 gives up least where it loses
     (0.8 AP behind Laplace NLL with the FC head and clean labels over 4 seeds, where β = 1 is 2.6
-    behind and β = 0 ties), is 1.1 AP ahead of it with the integral head and clean labels (3 of 3
+    behind and β = 0 ties), is 1.7 AP ahead of it with the integral head and clean labels (4 of 4
     seeds paired on one device), and keeps β = 1's gains with heavy-tailed labels (~6 AP above
     β = 0) and in lifting (below L2 and Laplace NLL on every seed, 1.0 mm behind β = 1, which the
     lifting config sets)."""
