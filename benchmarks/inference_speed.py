@@ -8,7 +8,7 @@ detector + pose on a photo and a video; all in one run on one machine.
   included (regression: µ̂ and 1 − σ̂; heatmaps: argmax with the quarter-pixel shift), for
   plain eager PyTorch (``model.inference`` under ``no_grad``: the path before optimization),
   the optimized eager path (BatchNorm folded, channels-last, ``inference_mode``:
-  ``rlepose.api.TorchBackend``) and the exported graph under ONNX Runtime. Each throughput is
+  ``rlepose.inference.backends.TorchBackend``) and the exported graph under ONNX Runtime. Each throughput is
   also given as a fraction of this machine's fp32 matrix-multiply rate, measured in the same run
   (2 × multiply-adds × images/s ÷ the best n×n matmul FLOP/s); convolution kernels can beat a
   square matmul, so a fraction above 100% is possible and is printed as measured.
@@ -37,12 +37,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlepose.api import PosePredictor, TorchBackend
+from rlepose.inference.predictor import PosePredictor
+from rlepose.inference.backends import TorchBackend
 from rlepose.data.keypoints import COCO_KEYPOINTS
 from rlepose.data.transforms import TopDownTransform, TransformConfig
-from rlepose.export import InferenceGraph, OnnxBackend, export_onnx
+from rlepose.inference.export import InferenceGraph, export_onnx
+from rlepose.inference.backends import OnnxBackend
 from rlepose.files import write_json
-from rlepose.inference import crop_to_image, predict_crops
+from rlepose.data.transforms import crop_to_image
+from rlepose.inference.flip import predict_crops
 from rlepose.models import ModelConfig, build_pose_model, complexity
 
 PAPER_TABLE5 = {"regression": {"params": 23.6e6, "gflops": 4.0, "head_gflops": 0.0002},
@@ -153,7 +156,7 @@ def predictor_rows(args, tmp: Path) -> list[dict]:
     xy = rng.uniform([0, 0], [540, 280], (32, 2))
     boxes32 = np.concatenate([xy, rng.uniform([40, 100], [100, 200], (32, 2))], 1)
     ckpt = tmp / "reg.ckpt"
-    from rlepose.training.config import config_from_dict, config_to_dict
+    from rlepose.config import config_from_dict, config_to_dict
 
     cfg = config_from_dict({"name": "bench", "model": {"backbone": "resnet50"}, "transform": {"input_size": list(INPUT)}})
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -192,8 +195,8 @@ def photo_rows(args, tmp: Path, ckpt: Path) -> list[dict]:
     test on), per backend; and frames per second of the same on a 16-frame video of that photo."""
     import cv2
 
-    from rlepose.detection import build_detector
-    from rlepose.predict import predict_video
+    from rlepose.inference.detectors import build_detector
+    from rlepose.inference.media import predict_video
 
     rng = np.random.default_rng(1)
     photo = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from common import device_name, merge_results, row_record, write_json
-from rlepose.training.config import config_from_dict
+from experimental_losses import experimental_loss, trainable_section
+from rlepose.config import config_from_dict
 from rlepose.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,27 +33,26 @@ ROWS = {  # name: (loss config section, paper Table 8 MPJPE / PA-MPJPE or None)
     "l2": ({"name": "l2"}, {"MPJPE": 43.6, "PA-MPJPE": 33.2}),
     "l1": ({"name": "l1"}, None),
     "laplace_nll": ({"name": "laplace_nll"}, None),
-    # the library's default RLE: β-NLL weighting (β = 0.5, spelled out so that the JSON records it:
-    # runs made while β = 0 was the default are recorded as {"name": "rle"}), the flow's gradient
-    # reaches µ̂ after half the epochs (flow_warmup_epochs unset; the rate decays ×0.95 every epoch)
-    "rle": ({"name": "rle", "beta": 0.5}, {"MPJPE": 40.9, "PA-MPJPE": 31.1}),
-    # β = 1, what lifting_fc_rle.yaml sets (the best lifting loss measured; the default from
-    # 2026-11-27 until β = 0.5 replaced it, recorded as "rle" then)
-    "rle_beta1": ({"name": "rle", "beta": 1.0}, None),
-    # the plain likelihood, β = 0: the default before β = 1 (the runs recorded as "rle" before then)
-    "rle_beta0": ({"name": "rle", "beta": 0.0}, None),
-    # the same loss as "rle" (runs made under this name before β = 0.5 became the default)
-    "rle_beta05": ({"name": "rle", "beta": 0.5}, None),
-    "rle_no_warmup": ({"name": "rle", "beta": 0.0, "flow_warmup_epochs": 0}, None),
-    "rle_beta1_no_warmup": ({"name": "rle", "beta": 1.0, "flow_warmup_epochs": 0}, None),
-    # the published forms of RLE and the other measured candidates, as published: no warm-up
-    "rle_eq8": ({"name": "rle", "scale": "joint", "flow_warmup_epochs": 0}, None),
-    "rle_official": ({"name": "rle", "form": "official", "flow_warmup_epochs": 0}, None),
-    "rle_mmpose": ({"name": "rle", "form": "mmpose", "flow_warmup_epochs": 0}, None),
-    "rle_standardized": ({"name": "rle", "standardize": True, "flow_warmup_epochs": 0}, None),
-    "rle_q_unit_flow": ({"name": "rle", "beta": 0.0, "flow_base_std": 1.0, "flow_warmup_epochs": 0}, None),
-    # ablation: β-NLL Laplace, the same loss with a flow that stays flat throughout
-    "laplace_beta1": ({"name": "rle", "beta": 1.0, "flow_base_std": 1e3, "flow_warmup_epochs": 0}, None),
+    # the published forms of RLE, trained as published (no flow warm-up)
+    "rle": ({"name": "rle"}, {"MPJPE": 40.9, "PA-MPJPE": 31.1}),
+    "rle_paper": ({"name": "rle_paper"}, None),
+    "rle_mmpose": ({"name": "rle_mmpose"}, None),
+    # rlepose's calibrated variant; the flow's gradient reaches µ̂ after half the epochs (the
+    # rate decays ×0.95 every epoch) unless flow_warmup_epochs is given
+    "rle_calibrated": ({"name": "rle_calibrated", "q": "laplace", "beta": 0.5}, None),
+    "rle_calibrated_beta1": ({"name": "rle_calibrated", "q": "laplace", "beta": 1.0}, None),
+    "rle_calibrated_beta0": ({"name": "rle_calibrated", "q": "laplace", "beta": 0.0}, None),
+    "rle_calibrated_beta0_no_warmup": ({"name": "rle_calibrated", "q": "laplace", "beta": 0.0, "flow_warmup_epochs": 0},
+                                       None),
+    "rle_calibrated_beta1_no_warmup": ({"name": "rle_calibrated", "q": "laplace", "beta": 1.0, "flow_warmup_epochs": 0},
+                                       None),
+    "rle_calibrated_unit_flow": ({"name": "rle_calibrated", "q": "laplace", "beta": 0.0, "flow_base_std": 1.0,
+                                  "flow_warmup_epochs": 0}, None),
+    # ablation: the calibrated loss with a flow that stays flat throughout (β-NLL Laplace)
+    "laplace_beta1": ({"name": "rle_calibrated", "q": "laplace", "beta": 1.0, "flow_base_std": 1e3,
+                       "flow_warmup_epochs": 0}, None),
+    # experimental (benchmarks/experimental_losses.py)
+    "rle_standardized": ({"name": "rle_standardized", "flow_warmup_epochs": 0}, None),
 }
 METRICS = ("MPJPE", "PA-MPJPE", "sigma_mean", "abs_error_mean", "sigma_over_error")
 
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--data-3d", help="a real data_3d_h36m.npz (else generated poses)")
     parser.add_argument("--data-2d", help="optional data_2d_h36m_gt.npz")
     parser.add_argument("--cameras", default=str(FIXTURE_CAMERAS))
-    parser.add_argument("--rows", "--losses", dest="rows", default="l2,laplace_nll,rle_beta0,rle",
+    parser.add_argument("--rows", "--losses", dest="rows", default="l2,laplace_nll,rle,rle_calibrated_beta1",
                         help=f"comma-separated, from {', '.join(ROWS)}")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--train-poses", type=int, default=50_000)
@@ -106,12 +106,14 @@ def main() -> None:
         loss, paper = ROWS[row]
         runs = []
         for seed in args.seeds:
-            cfg = config_from_dict({"name": f"bench_lifting_{row}_seed{seed}", "task": "lifting", "loss": loss,
+            cfg = config_from_dict({"name": f"bench_lifting_{row}_seed{seed}", "task": "lifting",
+                                    "loss": trainable_section(loss),
                                     "data": data, "train": {"epochs": args.epochs, "lr": 1e-3, "gamma": 0.95,
                                                             "val_every": args.epochs, "seed": seed,
                                                             "out_dir": "benchmarks/results/runs"}})
             t0 = time.perf_counter()
-            module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)
+            module, _ = train(cfg, loss=experimental_loss(loss, 3), enable_progress_bar=False,
+                              enable_model_summary=False, logger=False)
             runs.append({**module.last_metrics, "seed": seed, "seconds": time.perf_counter() - t0,
                          "device": device_name()})
             print(f"  {row} seed {seed}: MPJPE {runs[-1]['MPJPE']:.1f} mm, σ̂/|err| {runs[-1]['sigma_over_error']:.2f} "

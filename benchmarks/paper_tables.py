@@ -31,6 +31,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from experimental_losses import experimental_loss, trainable_section
 from common import PAPER_TABLES_DEFAULTS, device_name, merge_results, row_record, sigma_vs_error, write_json
 from rlepose.data.synthetic import LABEL_NOISE, write_truth_annotations
 from rlepose.demo import DEMO_MODEL, SHORT_SCHEDULE_AUGMENTATION, demo_config, render_data
@@ -43,38 +44,32 @@ ROWS = {  # name: (loss config section, paper COCO AP, paper Table 4 correlation
     "gaussian_nll": ({"name": "gaussian_nll"}, 60.2, 0.476),
     "laplace_nll": ({"name": "laplace_nll"}, 67.4, 0.522),
     "dle": ({"name": "dle"}, 62.7, None),
-    # The library's default RLE: paper form, scale="q", flat start, β-NLL weighting (β = 0.5) and
-    # the flow's gradient on µ̂ held off until the first learning-rate drop (flow_warmup_epochs
-    # unset). β is spelled out so that the JSON records it: runs made while β = 0 was the default
-    # are recorded with the section {"name": "rle"}, and --merge refuses to pool the two.
-    "rle_gaussian": ({"name": "rle_gaussian", "beta": 0.5}, 70.0, 0.540),
-    "rle": ({"name": "rle", "beta": 0.5}, 70.5, 0.553),
-    # the same with the plain likelihood, β = 0: the default until β = 1 won on the heavy-tailed labels
-    "rle_beta0": ({"name": "rle", "beta": 0.0}, 70.5, 0.553),
     "heatmap": ({"name": "heatmap_mse"}, 71.0, 0.479),
-    # β = 0 without the warm-up (the default until the 24-epoch runs; the official code's training)
-    "rle_no_warmup": ({"name": "rle", "beta": 0.0, "flow_warmup_epochs": 0}, 70.5, 0.553),
-    # the published forms of RLE and the other measured candidates, as published: no warm-up
-    # (paper AP of Table 1 for all)
-    "rle_eq8": ({"name": "rle", "scale": "joint", "flow_warmup_epochs": 0}, 70.5, 0.553),
-    "rle_official": ({"name": "rle", "form": "official", "flow_warmup_epochs": 0}, 70.5, 0.553),
-    "rle_mmpose": ({"name": "rle", "form": "mmpose", "flow_warmup_epochs": 0}, 70.5, 0.553),
-    "rle_standardized": ({"name": "rle", "standardize": True, "flow_warmup_epochs": 0}, 70.5, 0.553),
-    "rle_q_unit_flow": ({"name": "rle", "beta": 0.0, "flow_base_std": 1.0, "flow_warmup_epochs": 0}, 70.5, 0.553),
-    # β = 1: Q gives µ̂ L1's gradient (the default from 2026-11-27 until β = 0.5 replaced it,
-    # recorded as "rle" then; it loses ~2.5 AP with the FC head and clean labels)
-    "rle_beta1": ({"name": "rle", "beta": 1.0}, 70.5, 0.553),
-    # the same loss as "rle" (runs made under this name before β = 0.5 became the default)
-    "rle_beta05": ({"name": "rle", "beta": 0.5}, 70.5, 0.553),
-    # β = −0.5: weights the easy joints more than the plain likelihood does (screened because the FC
-    # head with clean labels lost AP as β rose from 0 to 0.5 to 1; it loses too, README)
-    "rle_beta_m05": ({"name": "rle", "beta": -0.5}, 70.5, 0.553),
-    # ablation: β-NLL Laplace, the same loss with a flow that stays flat (no residual learned)
-    "laplace_beta1": ({"name": "rle", "beta": 1.0, "flow_base_std": 1e3, "flow_warmup_epochs": 0}, 67.4, 0.522),
-    # the same at the default β = 0.5: what the default RLE is until the flow's gradient reaches µ̂
-    "laplace_beta05": ({"name": "rle", "beta": 0.5, "flow_base_std": 1e3, "flow_warmup_epochs": 0}, 67.4, 0.522),
+    # the published forms of RLE, trained as published (no flow warm-up); paper AP of Table 1
+    "rle": ({"name": "rle"}, 70.5, 0.553),
+    "rle_gaussian": ({"name": "rle", "q": "gaussian"}, 70.0, 0.540),
+    "rle_paper": ({"name": "rle_paper"}, 70.5, 0.553),
+    "rle_mmpose": ({"name": "rle_mmpose"}, 70.5, 0.553),
+    # rlepose's calibrated variant (σ̂ trained by Q, flat start, flow warm-up to the first
+    # learning-rate step) at its β = 0.5, and the settings it was chosen among
+    "rle_calibrated": ({"name": "rle_calibrated", "q": "laplace", "beta": 0.5}, 70.5, 0.553),
+    "rle_calibrated_gaussian": ({"name": "rle_calibrated", "q": "gaussian", "beta": 0.5}, 70.0, 0.540),
+    "rle_calibrated_beta0": ({"name": "rle_calibrated", "q": "laplace", "beta": 0.0}, 70.5, 0.553),
+    "rle_calibrated_beta1": ({"name": "rle_calibrated", "q": "laplace", "beta": 1.0}, 70.5, 0.553),
+    "rle_calibrated_beta_m05": ({"name": "rle_calibrated", "q": "laplace", "beta": -0.5}, 70.5, 0.553),
+    "rle_calibrated_beta0_no_warmup": ({"name": "rle_calibrated", "q": "laplace", "beta": 0.0, "flow_warmup_epochs": 0},
+                                       70.5, 0.553),
+    "rle_calibrated_unit_flow": ({"name": "rle_calibrated", "q": "laplace", "beta": 0.0, "flow_base_std": 1.0,
+                                  "flow_warmup_epochs": 0}, 70.5, 0.553),
+    # ablations: the calibrated loss with a flow that stays flat (β-NLL Laplace, no residual learned)
+    "laplace_beta1": ({"name": "rle_calibrated", "q": "laplace", "beta": 1.0, "flow_base_std": 1e3,
+                       "flow_warmup_epochs": 0}, 67.4, 0.522),
+    "laplace_beta05": ({"name": "rle_calibrated", "q": "laplace", "beta": 0.5, "flow_base_std": 1e3,
+                        "flow_warmup_epochs": 0}, 67.4, 0.522),
+    # experimental (benchmarks/experimental_losses.py)
+    "rle_standardized": ({"name": "rle_standardized", "flow_warmup_epochs": 0}, 70.5, 0.553),
 }
-DEFAULT_ROWS = "l2,l1,laplace_nll,dle,rle,heatmap"
+DEFAULT_ROWS = "l2,l1,laplace_nll,dle,rle,rle_calibrated,heatmap"
 METRICS = ("AP", "AP50", "AP75", "AP_true", "conf_oks_pearson", "sigma_mean", "abs_error_mean", "sigma_over_error")
 
 
@@ -165,9 +160,11 @@ def main() -> None:
             name = (f"{'demo_' if args.demo_model else ''}{row}_seed{seed}" + (f"_e{args.epochs}" if args.epochs != 4 else "")
                     + ("_pretrained" if args.pretrained else "") + ("_official_head" if args.official_head else "")
                     + ("_short_aug" if args.short_augmentation else ""))
-            cfg = demo_config(out_dir, args.epochs, seed, loss=loss, name=name, milestones=args.milestones, **setting)
+            cfg = demo_config(out_dir, args.epochs, seed, loss=trainable_section(loss), name=name,
+                              milestones=args.milestones, **setting)
             cfg = replace(cfg, pretrained=args.pretrained)
-            module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)
+            module, _ = train(cfg, loss=experimental_loss(loss, cfg.model.dim), enable_progress_bar=False,
+                              enable_model_summary=False, logger=False)
             ap_true = coco_keypoint_ap(truth, module.last_results)["AP"]
             runs.append({**module.last_metrics, "AP_true": ap_true, **heldout_calibration(module, cfg), "seed": seed,
                          "seconds": time.perf_counter() - t0, "device": device_name()})

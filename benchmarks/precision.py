@@ -3,7 +3,7 @@
     python benchmarks/precision.py CHECKPOINT [--device cuda] [--batch 64] [--repeats 20]
     python benchmarks/precision.py --speed-only resnet50 [--input 256 192] [--device cuda] [--batch 256]
 
-The ``torch`` backend of :class:`rlepose.api.PosePredictor` (channels-last, folded BatchNorm,
+The ``torch`` backend of :class:`rlepose.inference.PosePredictor` (channels-last, folded BatchNorm,
 ``inference_mode``) runs the held-out crops of the checkpoint's own config at each precision.
 Per precision: the largest and mean |µ̂ − µ̂_fp32| (normalized crop units and pixels of the
 input crop), COCO AP on the held-out split by pycocotools (no flip test, so only the precision
@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from common import device_name, write_json
-from rlepose.api import TorchBackend
-from rlepose.inference import crop_to_image
-from rlepose.training.run import keypoint_spec, load_module, val_loader
+from rlepose.inference.backends import TorchBackend
+from rlepose.data.transforms import crop_to_image
+from rlepose.config import keypoint_spec
+from rlepose.training.run import load_module, val_loader
 
 
 def heldout_crops(cfg) -> tuple[torch.Tensor, np.ndarray, np.ndarray, object]:

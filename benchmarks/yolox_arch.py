@@ -3,7 +3,7 @@ the person detector when its published weights cannot be downloaded.
 
 Timing depends on the graph, not the weights: this builds YOLOX-tiny/s/m/l/x with random
 weights, exports it to ONNX with the raw head output (1, A, 5 + C) that
-:class:`rlepose.detection.YOLOXDetector` decodes (box offsets and log sizes on the stride 8/16/32
+:class:`rlepose.inference.detectors.YOLOXDetector` decodes (box offsets and log sizes on the stride 8/16/32
 grids, objectness and class scores after the sigmoid), and so runs through exactly the
 detector's pre- and post-processing. The objectness bias is set low so that random weights do not
 flood NMS with boxes (a photo with one person gives a handful). Its parameter and multiply-add
@@ -126,7 +126,7 @@ def yolox(name: str, num_classes: int = 1) -> tuple[YOLOX, int]:
 
 def export_yolox(name: str, path: str | Path) -> Path:
     """Export the named YOLOX (random weights, one class) to ONNX with an ``input`` of
-    (1, 3, S, S) and the raw output (1, A, 6) that :class:`rlepose.detection.YOLOXDetector` decodes."""
+    (1, 3, S, S) and the raw output (1, A, 6) that :class:`rlepose.inference.detectors.YOLOXDetector` decodes."""
     model, side = yolox(name)
     path = Path(path)
     with torch.no_grad():

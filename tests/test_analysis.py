@@ -7,13 +7,13 @@ import torch
 
 from rlepose.analysis.density import analyze_density
 from rlepose.flows import RealNVP
-from rlepose.losses import RLELoss
+from rlepose.losses import CalibratedRLELoss, PaperRLELoss
 
 
 def test_density_of_a_known_flow_and_its_fits(tmp_path):
     """An identity flow on a base of std 0.8 is N(0, 0.64 I): the Gaussian fit finds σ = 0.8,
     the Laplace fit b = 0.8·√(2/π), kurtosis 3, and the Gaussian fits it exactly."""
-    loss = RLELoss(2, flow=RealNVP(2, zero_init=True, base_std=0.8), scale="q")
+    loss = CalibratedRLELoss(2, flow=RealNVP(2, zero_init=True, base_std=0.8))
     torch.manual_seed(0)
     out = analyze_density(loss, tmp_path, residuals=torch.randn(500, 2).numpy() * 0.8)
     for f in out["fits"]:
@@ -36,7 +36,7 @@ def test_residual_likelihoods_of_laplace_residuals():
     b, n = 0.7, 400_000
     torch.manual_seed(0)
     x = torch.distributions.Laplace(0.0, b).sample((n, 2)).numpy()
-    r = residual_likelihoods(RLELoss(2, scale="q"), x)
+    r = residual_likelihoods(CalibratedRLELoss(2), x)
     assert r["n"] == n and r["kurtosis"] == pytest.approx([6.0, 6.0], rel=0.05)
     assert r["nll_laplace_fit"] == pytest.approx(2 * (1 + math.log(2 * b)), abs=5e-3)
     assert r["nll_gaussian_fit"] == pytest.approx(2 * (0.5 + 0.5 * math.log(4 * math.pi * b * b)), abs=5e-3)
@@ -49,7 +49,7 @@ def test_residual_likelihoods_of_laplace_residuals():
 def test_printed_eq8_density_is_q_times_g_normalized(tmp_path):
     """Eq. 8 with an identity unit flow: Laplace × Gaussian per coordinate, renormalized; its
     mean absolute deviation by quadrature of the closed form."""
-    loss = RLELoss(2, flow=RealNVP(2, zero_init=True), scale="joint")
+    loss = PaperRLELoss(2, flow=RealNVP(2, zero_init=True))
     fits = analyze_density(loss, tmp_path)["fits"]
     x = torch.linspace(-8, 8, 160001, dtype=torch.float64)
     w = torch.exp(-x.abs() - 0.5 * x**2)
@@ -58,14 +58,14 @@ def test_printed_eq8_density_is_q_times_g_normalized(tmp_path):
 
 def test_cli_analyze_density_on_a_checkpoint(tmp_path, capsys):
     from rlepose.cli import main
-    from rlepose.training.config import config_from_dict, config_to_dict
+    from rlepose.config import config_from_dict, config_to_dict
     from rlepose.training.module import PoseModule
 
-    for loss in ("rle", "l1"):
+    for loss in ("rle_calibrated", "l1"):
         cfg = config_from_dict({"name": "a", "model": {"backbone": "resnet18"}, "loss": {"name": loss}})
         torch.save({"state_dict": PoseModule.from_config(cfg).state_dict(),
                     "hyper_parameters": {"config": config_to_dict(cfg)}}, tmp_path / f"{loss}.ckpt")
-    assert main(["analyze", "density", "--checkpoint", str(tmp_path / "rle.ckpt"), "--out", str(tmp_path / "o")]) == 0
+    assert main(["analyze", "density", "--checkpoint", str(tmp_path / "rle_calibrated.ckpt"), "--out", str(tmp_path / "o")]) == 0
     assert "kurtosis" in capsys.readouterr().out and (tmp_path / "o" / "density.png").is_file()
     # the default flow starts flat on a base of std 4: that is what an untrained model shows
     fits = json.loads((tmp_path / "o" / "density.json").read_text())["fits"]
@@ -86,7 +86,7 @@ def test_intervals_and_coverage_of_a_known_density():
     """The default flow at initialization is N(0, 4² I): central 50/80/95% intervals ±0.674·4,
     ±1.282·4, ±1.960·4, E|x̄| = 4·√(2/π); labels drawn from that law are covered at the nominal
     rates, and the reliability bins sit on the diagonal."""
-    loss = RLELoss(2, flow=RealNVP(2, zero_init=True, base_std=4.0), scale="q")
+    loss = CalibratedRLELoss(2, flow=RealNVP(2, zero_init=True, base_std=4.0))
     iv = central_intervals(loss)
     for level, z in ((0.5, 0.6745), (0.8, 1.2816), (0.95, 1.9600)):
         lo, hi = iv[level]
@@ -136,7 +136,7 @@ def test_rank_correlations_and_oks_by_hand():
 def test_cli_analyze_calibration_on_rendered_data(tmp_path, capsys):
     from rlepose.cli import main
     from rlepose.data.synthetic import SyntheticConfig, write_dataset
-    from rlepose.training.config import config_from_dict, config_to_dict
+    from rlepose.config import config_from_dict, config_to_dict
     from rlepose.training.module import PoseModule
 
     write_dataset(tmp_path / "data", SyntheticConfig(num_images=6, seed=5), "val")
@@ -241,7 +241,7 @@ def test_truncation_pck_against_a_model_that_predicts_the_crop_centre(tmp_path):
 def test_cli_occlusion_and_truncation_for_regression_and_heatmap(tmp_path, capsys):
     from rlepose.cli import main
     from rlepose.data.synthetic import SyntheticConfig, write_dataset
-    from rlepose.training.config import config_from_dict, config_to_dict
+    from rlepose.config import config_from_dict, config_to_dict
     from rlepose.training.module import PoseModule
 
     write_dataset(tmp_path / "data", SyntheticConfig(num_images=16, seed=6), "val")

@@ -65,7 +65,7 @@ def test_yolox_architecture_matches_the_paper_and_runs_through_the_detector(tmp_
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from yolox_arch import export_yolox, yolox
 
-    from rlepose.detection import YOLOXDetector
+    from rlepose.inference.detectors import YOLOXDetector
     from rlepose.models.complexity import complexity
 
     for name, params, gflops in (("yolox-s", 8.97e6, 26.8), ("yolox-tiny", 5.06e6, 6.45)):
@@ -223,7 +223,7 @@ def test_precision_benchmark_compares_autocast_with_fp32(tmp_path, fixtures):
     reference, the others stay within a pixel, and AP comes from the checkpoint's own val split."""
     import torch
 
-    from rlepose.training.config import config_from_dict, config_to_dict
+    from rlepose.config import config_from_dict, config_to_dict
     from rlepose.training.module import PoseModule
 
     torch.manual_seed(0)
@@ -256,3 +256,20 @@ def test_precision_speed_only_times_a_random_model(tmp_path):
     assert result["input"] == [64, 48] and {"fp32", "bf16"} <= set(rows)
     for r in rows.values():
         assert r["ms_batch1"] > 0 and r["crops_per_s"] > 0 and "AP" not in r and "crops_per_s_on_device" not in r
+
+
+def test_benchmark_readme_is_generated_from_the_json():
+    """benchmarks/README.md is exactly what benchmarks/report.py makes of benchmarks/results/*.json,
+    and every mean it prints is the JSON's (spot check: each paper-table row's AP)."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        import report
+    finally:
+        sys.path.pop(0)
+    text = report.render(root / "benchmarks/results")
+    assert (root / "benchmarks/README.md").read_text() == text, "run python benchmarks/report.py"
+    data = json.loads((root / "benchmarks/results/paper_tables_demo_e24_cpu.json").read_text())
+    for r in data["rows"]:
+        assert f"| {r['row']} |" in text and f"{100 * r['mean']['AP']:.1f} ± {100 * r['std']['AP']:.1f}" in text
+    assert len((root / "README.md").read_text().splitlines()) <= 300

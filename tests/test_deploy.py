@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from rlepose.api import PosePredictor
+from rlepose.inference.predictor import PosePredictor
 from rlepose.cli import main
 from rlepose.convert import convert_checkpoint, from_mmpose, from_official, to_mmpose, to_official
 from rlepose.data.datasets import load_coco_instances
 from rlepose.data.synthetic import SyntheticConfig, write_dataset
+from rlepose.losses import RLELoss
 from rlepose.evaluation.coco import coco_keypoint_ap
-from rlepose.training.config import config_from_dict, config_to_dict
+from rlepose.config import config_from_dict, config_to_dict
 from rlepose.training.module import PoseModule
 from rlepose.training.run import load_module
 
@@ -65,7 +66,8 @@ def test_onnx_runtime_matches_pytorch(tmp_path, head, fixtures):
     ckpt, module = _checkpoint(tmp_path, head=head, loss="heatmap_mse" if head == "heatmap" else "rle")
     assert main(["export", "--checkpoint", str(ckpt)]) == 0
     onnx_path = ckpt.with_suffix(".onnx")
-    from rlepose.export import InferenceGraph, OnnxBackend
+    from rlepose.inference.export import InferenceGraph
+    from rlepose.inference.backends import OnnxBackend
 
     backend = OnnxBackend(onnx_path)
     graph = InferenceGraph(module.model.eval())
@@ -80,16 +82,16 @@ def test_onnx_runtime_matches_pytorch(tmp_path, head, fixtures):
     boxes = [[280.79, 44.73, 218.7, 346.68]]
     a = PosePredictor.from_checkpoint(ckpt, backend="torch").predict(image, boxes)[0]
     b = PosePredictor.from_checkpoint(ckpt, backend="onnxruntime", onnx_path=onnx_path).predict(image, boxes)[0]
-    assert np.abs(a["keypoints"] - b["keypoints"]).max() < 0.05  # pixels
-    assert np.abs(a["joint_confidence"] - b["joint_confidence"]).max() < 1e-4
+    assert np.abs(a.keypoints - b.keypoints).max() < 0.05  # pixels
+    assert np.abs(a.joint_confidence - b.joint_confidence).max() < 1e-4
 
 
 def test_python_api_in_three_lines(tmp_path, fixtures):
     ckpt, module = _checkpoint(tmp_path)
     predictor = PosePredictor.from_checkpoint(ckpt)
     people = predictor.predict(fixtures / "coco/000000000785.jpg")
-    assert len(people) == 1 and people[0]["keypoints"].shape == (17, 2) and people[0]["bbox"] == [0, 0, 640, 425]
-    assert 0 <= people[0]["score"] <= 1 and people[0]["joint_confidence"].shape == (17,)
+    assert len(people) == 1 and people[0].keypoints.shape == (17, 2) and people[0].bbox == [0, 0, 640, 425]
+    assert 0 <= people[0].score <= 1 and people[0].joint_confidence.shape == (17,)
     with pytest.raises(ValueError, match="positive sizes"):
         predictor.predict(np.zeros((50, 50, 3), np.uint8), [[0, 0, 0, 10]])
 
@@ -211,11 +213,10 @@ def test_training_from_a_converted_official_checkpoint_keeps_its_flow(tmp_path):
                      "num_workers": 0},
             "transform": {"input_size": [128, 96]},
             "train": {"epochs": 1, "lr": 0.0, "out_dir": str(tmp_path / "runs")}}
-    with pytest.raises(ValueError, match="loss.form='official'"):
-        train(config_from_dict({**base, "loss": {"name": "rle"}}), enable_progress_bar=False, logger=False)
-    trained, _ = train(config_from_dict({**base, "loss": {"name": "rle", "form": "official"}}),
-                       enable_progress_bar=False, logger=False)
-    assert trained.loss.form == "official"
+    with pytest.raises(ValueError, match="loss.name='rle'"):
+        train(config_from_dict({**base, "loss": {"name": "rle_calibrated"}}), enable_progress_bar=False, logger=False)
+    trained, _ = train(config_from_dict({**base, "loss": {"name": "rle"}}), enable_progress_bar=False, logger=False)
+    assert type(trained.loss) is RLELoss
     flow = {k[len("flow."):]: v for k, v in theirs.items() if k.startswith("flow.")}
     ours = trained.loss.flow.state_dict()
     assert ours.keys() == flow.keys() and all(torch.equal(ours[k], flow[k]) for k in flow)  # lr 0: unchanged
@@ -240,7 +241,7 @@ def test_demo_evaluates_the_shipped_model(tmp_path, capsys):
     assert SHIPPED_MODEL.is_file() and SHIPPED_MODEL.stat().st_size < 5e6
     assert main(["demo", "--out", str(tmp_path / "demo"), "--val-images", "12"]) == 0
     out = capsys.readouterr().out
-    assert "The shipped RLE model" in out and "Laplace NLL, same data, model and budget" in out and "{" not in out
+    assert "The shipped RLE model" in out and "not for photos" in out and "{" not in out
     summary = json.loads((tmp_path / "demo/metrics.json").read_text())
     assert summary["metrics"]["AP"] > 0.3  # 12 images: noisy, but a working model (0.52 on all 300)
     assert __import__("pathlib").Path(summary["picture"]).is_file()
@@ -332,7 +333,7 @@ def test_compact_checkpoint_is_int8_small_and_predicts_like_the_original(tmp_pat
     image = fixtures / "coco/000000000785.jpg"
     a = PosePredictor.from_checkpoint(ckpt, backend="torch").predict(image)[0]
     b = PosePredictor.from_checkpoint(small, backend="torch").predict(image)[0]
-    drift = np.abs(a["keypoints"] - b["keypoints"]).max()
+    drift = np.abs(a.keypoints - b.keypoints).max()
     assert drift < 0.5, drift  # pixels on the 640×425 image (measured: 0.01)
 
 

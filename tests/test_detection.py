@@ -12,7 +12,7 @@ from torch import nn
 
 from rlepose import hub
 from rlepose.cli import main
-from rlepose.detection import (HOGDetector, NoDetectorError, YOLOXDetector, box_iou_xywh, build_detector, nms)
+from rlepose.inference.detectors import HOGDetector, NoDetectorError, YOLOXDetector, box_iou_xywh, build_detector, nms
 
 from test_hub import _Server
 

@@ -12,7 +12,7 @@ from rlepose.data.keypoints import COCO_KEYPOINTS
 from rlepose.evaluation.coco import coco_keypoint_ap, oks, oks_nms, pearson, postprocess, rescore
 from rlepose.evaluation.evaluators import CocoEvaluator
 from rlepose.evaluation.pckh import pckh
-from rlepose.inference import predict_crops, unflip
+from rlepose.inference.flip import predict_crops, unflip
 from rlepose.models import ModelConfig, build_pose_model
 
 SIGMAS = np.asarray(COCO_KEYPOINTS.sigmas)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from rlepose import hub
-from rlepose.api import PosePredictor
+from rlepose.inference.predictor import PosePredictor
 from rlepose.cli import main
 from rlepose.convert import to_mmpose
-from rlepose.training.config import config_from_dict
+from rlepose.config import config_from_dict
 from rlepose.training.module import PoseModule
 
 
@@ -89,7 +89,7 @@ def test_download_convert_and_cache_hit(tmp_path, monkeypatch, mmpose_file):
     image = (np.random.default_rng(0).random((160, 120, 3)) * 255).astype(np.uint8)
     box = [10.0, 10.0, 90.0, 130.0]
     a, b = predictor.predict(image, [box]), again.predict(image, [box])
-    assert np.allclose(a[0]["keypoints"], b[0]["keypoints"])
+    assert np.allclose(a[0].keypoints, b[0].keypoints)
     from rlepose.training.run import load_module
     converted = load_module(hub.checkpoint_path(entry))
     x = torch.randn(2, 3, 128, 96)

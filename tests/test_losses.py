@@ -1,13 +1,15 @@
 """Loss checks against closed forms, torch's own losses, finite differences and quadrature."""
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from rlepose.flows import RealNVP, ZeroDensity
-from rlepose.losses import (DLELoss, GaussianNLLLoss, L1Loss, L2Loss, LaplaceNLLLoss, RLELoss,
-                            build_loss, LOSS_NAMES)
+from rlepose.losses import (CalibratedRLELoss, DLELoss, FlowLoss, GaussianNLLLoss, L1Loss, L2Loss, LaplaceNLLLoss,
+                            MMPoseRLELoss, PaperRLELoss, RLELoss, build_loss, LOSS_NAMES)
 
 
 
@@ -37,9 +39,9 @@ def _identity_flow(dim):
                                     ("gaussian", torch.distributions.Normal)])
 def test_rle_with_flat_residual_is_the_closed_form_nll(q, dist):
     mu, sigma, target = _batch()
-    loss = RLELoss(dim=2, q=q, flow=ZeroDensity(), beta=0.0)
     expected = -dist(mu, sigma).log_prob(target).sum(-1).mean()
-    assert loss(mu, sigma, target).item() == pytest.approx(expected.item(), rel=1e-12)
+    for loss in (PaperRLELoss(dim=2, q=q, flow=ZeroDensity()), CalibratedRLELoss(dim=2, q=q, flow=ZeroDensity(), beta=0.0)):
+        assert loss(mu, sigma, target).item() == pytest.approx(expected.item(), rel=1e-12)
 
 
 def test_learned_scale_baselines_are_closed_form():
@@ -62,14 +64,14 @@ def test_dle_with_identity_flow_is_gaussian_nll():
     assert DLELoss(dim=3, flow=_identity_flow(3))(mu, sigma, target).item() == pytest.approx(expected.item())
 
 
-@pytest.mark.parametrize("name", LOSS_NAMES)
+@pytest.mark.parametrize("name", [n for n in LOSS_NAMES if n != "rle_calibrated"])
 def test_gradients_match_finite_differences(name):
-    """The gradient of the loss value (scale='q' holds σ̂ fixed in the flow on purpose: its
-    split is checked in test_scale_q_has_eq8_value_and_splits_the_gradients)."""
+    """The gradient of the loss value (rle_calibrated holds σ̂ fixed in the flow on purpose: its
+    split is checked in test_calibrated_has_eq8_value_and_splits_the_gradients)."""
     mu, sigma, target = _batch(n=2, k=3, seed=3)
     torch.manual_seed(0)
-    loss = build_loss(name, dim=2, **({"scale": "joint"} if name.startswith("rle") else {}))
-    if isinstance(loss, RLELoss):
+    loss = build_loss(name, dim=2)
+    if isinstance(loss, FlowLoss):
         loss.flow = RealNVP(2, hidden_features=8)
     mu.requires_grad_(True)
     sigma.requires_grad_(True)
@@ -131,11 +133,11 @@ def test_reductions_by_hand():
 
 def test_unlabelled_coordinate_keeps_only_q_terms_of_labelled_ones():
     mu, sigma, target = _batch(d=3, seed=5)
-    loss = RLELoss(dim=3, reduction="sum", beta=0.0)
     weight = torch.ones(4, 5, 3)
     weight[..., 2] = 0  # 2-D-only samples in 3-D training
     expected = -torch.distributions.Laplace(mu[..., :2], sigma[..., :2]).log_prob(target[..., :2]).sum()
-    assert loss(mu, sigma, target, weight).item() == pytest.approx(expected.item(), rel=1e-10)
+    for loss in (PaperRLELoss(dim=3, reduction="sum"), CalibratedRLELoss(dim=3, reduction="sum", beta=0.0)):
+        assert loss(mu, sigma, target, weight).item() == pytest.approx(expected.item(), rel=1e-10)
 
 
 def _phi_cdf(x):
@@ -146,20 +148,11 @@ def _phi_cdf(x):
     ("laplace", math.exp(0.5) * (1 - _phi_cdf(1.0))),  # ∫ ½e^{-|x|} φ(x) dx
     ("gaussian", 1 / (2 * math.sqrt(math.pi))),  # ∫ φ(x)² dx
 ])
-def test_log_s_matches_closed_form_for_gaussian_flow(q, per_dim):
-    loss = RLELoss(dim=2, q=q, flow=_identity_flow(2), log_s_grid=200)
+def test_log_s_monte_carlo_matches_closed_form_for_gaussian_flow(q, per_dim):
+    loss = RLELoss(dim=2, q=q, flow=_identity_flow(2))
     expected = -2 * math.log(per_dim)  # log s = −log ∫ Q G
-    assert (-loss.log_s()).item() == pytest.approx(-expected, abs=1e-3)  # Laplace kink at 0
     torch.manual_seed(0)
     assert (-loss.log_s_monte_carlo(100_000)).item() == pytest.approx(-expected, abs=0.01)
-
-
-def test_log_s_term_is_added_per_weighted_joint():
-    mu, sigma, target = _batch()
-    flow = _identity_flow(2)
-    plain = RLELoss(dim=2, flow=flow, reduction="sum", beta=0.0)(mu, sigma, target)
-    with_s = RLELoss(dim=2, flow=flow, log_s_grid=200, reduction="sum")
-    assert (with_s(mu, sigma, target) - plain).item() == pytest.approx(-20 * with_s.log_s().item())
 
 
 def test_bad_shapes_and_names_are_rejected():
@@ -207,12 +200,12 @@ def _reference_mmpose(mu, sigma, target, weight, flow, q):
 
 
 @pytest.mark.parametrize("d", [2, 3])
-def test_official_form_matches_the_official_code(d):
+def test_rle_loss_matches_the_official_code(d):
     mu, sigma, target = _batch(d=d, seed=7)
     torch.manual_seed(1)
     flow = RealNVP(d)
     weight = (torch.rand(4, 5, 1) > 0.3).to(mu.dtype).expand(4, 5, d).clone()
-    ours = RLELoss(dim=d, flow=flow, form="official", reduction="batch")(mu, sigma, target, weight)
+    ours = RLELoss(dim=d, flow=flow, reduction="batch")(mu, sigma, target, weight)
     assert ours.item() == pytest.approx(_reference_official(mu, sigma, target, weight, flow).item(), rel=1e-12)
 
 
@@ -223,8 +216,11 @@ def test_mmpose_form_matches_mmpose(d, q):
     torch.manual_seed(2)
     flow = RealNVP(d)
     weight = (torch.rand(4, 5, 1) > 0.3).to(mu.dtype)
-    ours = RLELoss(dim=d, q=q, flow=flow, form="mmpose", reduction="batch")(mu, sigma, target, weight[..., 0])
+    ours = MMPoseRLELoss(dim=d, q=q, flow=flow, reduction="batch")(mu, sigma, target, weight[..., 0])
     assert ours.item() == pytest.approx(_reference_mmpose(mu, sigma, target, weight, flow, q).item(), rel=1e-12)
+    if q == "gaussian":  # RLELoss's Gaussian Q is MMPose's
+        same = RLELoss(dim=d, q=q, flow=flow, reduction="batch")(mu, sigma, target, weight[..., 0])
+        assert same.item() == pytest.approx(ours.item(), rel=1e-12)
 
 
 def test_paper_form_is_eq8_with_prediction_minus_label_residual():
@@ -233,94 +229,50 @@ def test_paper_form_is_eq8_with_prediction_minus_label_residual():
     flow = RealNVP(2)
     bar = (mu - target) / sigma
     expected = (sigma.log() + bar.abs() + math.log(2)).sum(-1) - flow.log_prob(bar.reshape(-1, 2)).reshape(4, 5)
-    ours = RLELoss(dim=2, flow=flow, reduction="none", beta=0.0)(mu, sigma, target)
+    ours = PaperRLELoss(dim=2, flow=flow, reduction="none")(mu, sigma, target)
     assert torch.allclose(ours, expected, rtol=1e-12)
     # the flow sees µ̂ − µg, not µg − µ̂: an asymmetric flow tells the two apart
-    flipped = RLELoss(dim=2, flow=flow, reduction="none", beta=0.0)(target, sigma, mu)
+    flipped = PaperRLELoss(dim=2, flow=flow, reduction="none")(target, sigma, mu)
     assert not torch.allclose(ours, flipped)
 
 
-def test_form_and_q_combinations_are_checked():
-    with pytest.raises(ValueError, match="Laplace Q only"):
-        RLELoss(q="gaussian", form="official")
-    with pytest.raises(ValueError, match="unknown RLE form"):
-        RLELoss(form="mmpose2")
-    with pytest.raises(ValueError, match="form='paper'"):
-        RLELoss(form="official", standardize=True)
-    with pytest.raises(ValueError, match="no DLE"):
-        DLELoss(form="official")
+def test_q_choices_are_checked():
+    with pytest.raises(ValueError, match="unknown Q"):
+        build_loss("rle_mmpose", q="student")
+    with pytest.raises(ValueError, match="needs a Q"):
+        CalibratedRLELoss(q=None)
 
 
-# --- the standardized (calibrated) form ------------------------------------------------------
+def test_default_rle_is_the_published_recipe_in_code_and_config():
+    """RLELoss() and loss: {name: rle} are the official code's loss with its unit-base flow, and
+    the paper's COCO config trains exactly that, with no warm-up and the official head."""
+    from rlepose.config import LossConfig, load_config
 
-def _grid_expectations(loss, bound=12.0, n=601):
-    """∫QG and E_r|x_d| by a midpoint rule on a fine 2-D grid (independent of the quadrature)."""
-    step = 2 * bound / n
-    axis = torch.linspace(-bound + step / 2, bound - step / 2, n)
-    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
-    with torch.no_grad():
-        log_qg = log_q_sum(grid, loss.q) + loss.flow.log_prob(grid)
-    w = torch.softmax(log_qg, 0)
-    return torch.logsumexp(log_qg, 0) + 2 * math.log(step), (w[:, None] * grid.abs()).sum(0)
-
-
-def log_q_sum(x, q):
-    from rlepose.losses import log_q
-    return log_q(x, q).sum(-1)
-
-
-@pytest.mark.parametrize("q", ["laplace", "gaussian"])
-def test_standardized_quadrature_matches_a_fine_grid(q):
+    mu, sigma, target = _batch(seed=13)
     torch.manual_seed(4)
-    loss = RLELoss(dim=2, q=q, flow=RealNVP(2), standardize=True, quadrature_points=1 << 16)
-    log_integral, a = _grid_expectations(loss)
-    with torch.no_grad():
-        a_quad, log_integral_quad = loss.residual_scale()
-    assert log_integral_quad.item() == pytest.approx(log_integral.item(), abs=0.01)
-    assert torch.allclose(a_quad, a, rtol=0.01)
+    flow = RealNVP(2)
+    built = LossConfig().build(2)
+    assert type(built) is RLELoss and type(RLELoss()) is RLELoss and built.q == "laplace"
+    assert built.flow.base_std == 1.0 and RLELoss().flow.base_std == 1.0
+    built.flow = flow
+    weight = torch.ones(4, 5, 2)
+    reference = _reference_official(mu, sigma, target, weight, flow) * 4 / 20  # batch → per weighted joint
+    assert built(mu, sigma, target).item() == pytest.approx(reference.item(), rel=1e-12)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs/coco/res50_rle.yaml")
+    assert cfg.loss.name == "rle" and cfg.flow_warmup_epochs() == 0
+    assert cfg.model.coord_norm and cfg.model.fc_init_gain == 0.01
 
 
-def _label_grid(bound, n=401):
-    """Midpoints of an n×n grid over [−bound, bound]² as labels (n², 1, 2), and the step."""
-    step = 2 * bound / n
-    axis = torch.linspace(-bound + step / 2, bound - step / 2, n)
-    return torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 1, 2), step
+# --- rle_calibrated: σ̂ is Q's scale, the flow fits the law of x̄ -----------------------------
 
-
-def test_standardized_density_integrates_to_one_with_unit_mean_absolute_deviation():
-    """The per-joint loss is −log p(µg) of a density in µg: integrate exp(−loss) over labels."""
-    torch.manual_seed(5)
-    loss = RLELoss(dim=2, flow=RealNVP(2), standardize=True, quadrature_points=1 << 18, reduction="none")
-    sigma = torch.tensor([0.05, 0.12])
-    labels, step = _label_grid(1.5)
-    mu = torch.zeros_like(labels)
-    with torch.no_grad():
-        p = torch.exp(-loss(mu, sigma.expand_as(mu), labels))[:, 0]
-    mass = p.sum() * step**2
-    mad = (p[:, None] * labels[:, 0].abs()).sum(0) * step**2 / mass
-    assert mass.item() == pytest.approx(1.0, abs=0.01)
-    assert torch.allclose(mad, sigma, rtol=0.02)  # σ̂ is the mean absolute error it predicts
-
-
-def test_standardized_with_flat_flow_is_laplace_nll():
-    """A flow much wider than Q is flat where Q lives: the standardized loss is Laplace NLL."""
-    mu, sigma, target = _batch(seed=10)
-    flow = RealNVP(2, base_std=1e4, zero_init=True)
-    loss = RLELoss(dim=2, flow=flow, standardize=True, quadrature_points=1 << 16)
-    expected = LaplaceNLLLoss()(mu, sigma, target)
-    assert loss(mu, sigma, target).item() == pytest.approx(expected.item(), abs=2e-3)
-
-
-# --- scale="q": σ̂ is Q's scale, the flow fits the law of x̄ ---------------------------------
-
-def test_scale_q_has_eq8_value_and_splits_the_gradients():
+def test_calibrated_has_eq8_value_and_splits_the_gradients():
     """Same value as Eq. 8; σ̂'s gradient is exactly Laplace NLL's; µ̂'s is Laplace NLL's plus the
     flow's score; the flow's is that of its own NLL at x̄ (σ̂ fixed)."""
     mu, sigma, target = _batch(seed=11)
     torch.manual_seed(6)
     flow = RealNVP(2)
-    q_loss = RLELoss(dim=2, flow=flow, scale="q", reduction="sum", beta=0.0)
-    joint_loss = RLELoss(dim=2, flow=flow, scale="joint", reduction="sum")
+    q_loss = CalibratedRLELoss(dim=2, flow=flow, reduction="sum", beta=0.0)
+    joint_loss = PaperRLELoss(dim=2, flow=flow, reduction="sum")
     assert q_loss(mu, sigma, target).item() == pytest.approx(joint_loss(mu, sigma, target).item(), rel=1e-12)
 
     mu_, sigma_ = mu.clone().requires_grad_(), sigma.clone().requires_grad_()
@@ -342,7 +294,7 @@ def test_scale_q_has_eq8_value_and_splits_the_gradients():
 
 @pytest.mark.parametrize("beta", [1.0, 0.5, -0.5])
 def test_beta_weighting_matches_the_closed_form_and_keeps_sigma_at_the_mean_absolute_error(beta):
-    """β-NLL (Seitzer et al. 2022), Laplace Q, scale='q', by hand: each coordinate's terms are
+    """β-NLL (Seitzer et al. 2022), Laplace Q, σ̂ as Q's scale, by hand: each coordinate's terms are
     σ̂_d^β · (log σ̂_d + |x̄_d| + log 2) and the flow term s · (−log G(x̄)), s = (σ̂_1 σ̂_2)^(β/2),
     the factors held fixed. With G = N(0, b²I) (identity flow on a base of std b):
     ∂/∂µ̂_d = σ̂_d^(β−1) sign(µ̂_d − µg_d) + s · x̄_d / (b² σ̂_d)  (β = 1: L1's gradient plus the flow's),
@@ -350,7 +302,7 @@ def test_beta_weighting_matches_the_closed_form_and_keeps_sigma_at_the_mean_abso
     mu, sigma, target = _batch(seed=21)
     b = 4.0
     flow = RealNVP(2, zero_init=True, base_std=b)
-    loss = RLELoss(dim=2, flow=flow, scale="q", beta=beta, reduction="sum")
+    loss = CalibratedRLELoss(dim=2, flow=flow, beta=beta, reduction="sum")
     x = (mu - target) / sigma
     w = sigma**beta
     s = sigma.prod(-1, keepdim=True) ** (beta / 2)
@@ -363,39 +315,34 @@ def test_beta_weighting_matches_the_closed_form_and_keeps_sigma_at_the_mean_abso
     assert torch.allclose(mu_.grad, w / sigma * torch.sign(mu - target) + s * x / (b**2 * sigma), rtol=1e-10)
     assert torch.allclose(sigma_.grad, w / sigma * (1 - (mu - target).abs() / sigma), rtol=1e-10, atol=1e-12)
     # β = 0 is the plain likelihood (Eq. 8's value)
-    plain = RLELoss(dim=2, flow=flow, scale="q", beta=0.0, reduction="sum")
+    plain = CalibratedRLELoss(dim=2, flow=flow, beta=0.0, reduction="sum")
     eq8 = (sigma.log() + x.abs() + math.log(2)).sum() + ((x**2).sum(-1) / (2 * b**2) + math.log(2 * math.pi * b**2)).sum()
     assert plain(mu, sigma, target).item() == pytest.approx(eq8.item(), rel=1e-12)
 
 
-def test_beta_default_is_one_half_where_sigma_is_q_scale_and_zero_elsewhere():
-    from rlepose.training.config import LossConfig
-    assert RLELoss(2).beta == 0.5 and build_loss("rle_gaussian").beta == 0.5
-    assert LossConfig(name="rle").build(2).beta == 0.5
-    assert LossConfig(name="rle", beta=0.0).build(2).beta == 0.0
-    assert LossConfig(name="rle", beta=1.0).build(3).beta == 1.0
-    for loss in (RLELoss(2, scale="joint"), RLELoss(2, form="official"), RLELoss(2, form="mmpose"),
-                 RLELoss(2, standardize=True), RLELoss(2, log_s_grid=8), DLELoss(2)):
-        assert loss.beta == 0.0
-    with pytest.raises(ValueError, match="beta"):
-        RLELoss(2, form="official", beta=1.0)
+def test_calibrated_defaults_beta_one_half_and_a_flat_flow():
+    from rlepose.config import LossConfig
+    assert CalibratedRLELoss(2).beta == 0.5 and build_loss("rle_calibrated", q="gaussian").beta == 0.5
+    assert LossConfig(name="rle_calibrated").build(2).beta == 0.5
+    assert LossConfig(name="rle_calibrated", beta=0.0).build(2).beta == 0.0
+    assert LossConfig(name="rle_calibrated", beta=1.0).build(3).beta == 1.0
+    flow = CalibratedRLELoss(2).flow
+    assert flow.base_std == 4.0 and all(p.abs().sum() == 0 for n, p in flow.named_parameters() if re.match(r"[st]\.\d+\.4\.", n))
 
 
-def test_scale_q_combinations_are_checked():
-    with pytest.raises(ValueError, match="scale='q'"):
-        RLELoss(form="official", scale="q")
-    with pytest.raises(ValueError, match="scale='q'"):
-        RLELoss(standardize=True, scale="q")
-    with pytest.raises(ValueError, match="unknown scale"):
-        RLELoss(scale="flow")
+def _label_grid(bound, n=401):
+    """Midpoints of an n×n grid over [−bound, bound]² as labels (n², 1, 2), and the step."""
+    step = 2 * bound / n
+    axis = torch.linspace(-bound + step / 2, bound - step / 2, n)
+    return torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 1, 2), step
 
 
-@pytest.mark.parametrize("kind", ["joint", "q", "dle"])
+@pytest.mark.parametrize("kind", ["rle", "rle_paper", "rle_calibrated", "dle"])
 def test_log_density_integrates_to_one_over_labels(kind):
     """The density ``log_density`` scores is normalized in the label, for every variant."""
     torch.manual_seed(12)
     flow = RealNVP(2)
-    loss = DLELoss(2, flow=flow) if kind == "dle" else RLELoss(2, flow=flow, scale=kind)
+    loss = build_loss(kind, dim=2, flow=flow)
     sigma = torch.tensor([0.07, 0.04])
     labels, step = _label_grid(2.0)
     mu = torch.zeros_like(labels)
@@ -404,10 +351,10 @@ def test_log_density_integrates_to_one_over_labels(kind):
 
 
 def test_flow_warmup_gives_mu_the_q_gradient_only_and_keeps_the_value():
-    """flow_grad = 0: the loss value is unchanged, µ̂ gets exactly Laplace NLL's gradient, σ̂ its
-    own, and the flow still trains; flow_grad = 1 restores the full gradient."""
+    """During the warm-up the loss value is unchanged, µ̂ gets exactly Laplace NLL's gradient, σ̂ its
+    own, and the flow still trains; after it the full gradient is back."""
     torch.manual_seed(0)
-    loss = RLELoss(2, beta=0.0)
+    loss = CalibratedRLELoss(2, beta=0.0)
     with torch.no_grad():  # a flow that is not flat, so its gradient on µ̂ is not ~0
         for p in loss.flow.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -416,7 +363,7 @@ def test_flow_warmup_gives_mu_the_q_gradient_only_and_keeps_the_value():
     target = torch.randn(4, 3, 2)
     full = loss(mu, sigma, target)
     g_full = torch.autograd.grad(full, mu)[0]
-    loss.flow_grad = 0.0
+    loss.set_flow_warmup(True)
     warm = loss(mu, sigma, target)
     g_mu, g_sigma = torch.autograd.grad(warm, (mu, sigma), retain_graph=True)
     flow_grads = torch.autograd.grad(warm, list(loss.flow.parameters()), allow_unused=True)
@@ -426,3 +373,21 @@ def test_flow_warmup_gives_mu_the_q_gradient_only_and_keeps_the_value():
     assert torch.allclose(g_mu, g_lap, atol=1e-6) and torch.allclose(g_sigma, g_lap_sigma, atol=1e-6)
     assert not torch.allclose(g_full, g_lap, atol=1e-3)
     assert any(g is not None and g.abs().sum() > 0 for g in flow_grads)
+
+
+def test_loss_sections_of_the_keyed_schema_read_as_the_loss_they_trained():
+    """Checkpoints that store form/scale/standardize keys load as the class with that formula."""
+    from rlepose.config import config_from_dict, upgrade_loss_section
+
+    old = {"name": "rle", "form": "paper", "scale": None, "beta": 0.0, "standardize": False, "log_s_grid": None}
+    assert upgrade_loss_section(old) == {"name": "rle_calibrated", "beta": 0.0, "q": "laplace"}
+    assert upgrade_loss_section({**old, "scale": "joint"})["name"] == "rle_paper"
+    assert upgrade_loss_section({**old, "form": "official"}) == {"name": "rle", "q": "laplace"}
+    assert upgrade_loss_section({"name": "rle_gaussian", "form": "mmpose"}) == {"name": "rle_mmpose", "q": "gaussian"}
+    assert upgrade_loss_section({"name": "l1"}) == {"name": "l1"}
+    cfg = config_from_dict({"loss": {**old, "form": "official", "flow_base_std": 1.0}})
+    assert type(cfg.loss.build(2)) is RLELoss and cfg.loss.build(2).flow.base_std == 1.0
+    with pytest.raises(ValueError, match="beta is a setting of rle_calibrated"):
+        config_from_dict({"loss": {"name": "rle", "beta": 1.0}})
+    with pytest.raises(ValueError, match="choose from"):
+        config_from_dict({"loss": {"name": "rle_official"}})

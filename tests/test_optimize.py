@@ -75,11 +75,14 @@ def test_folding_that_would_change_outputs_is_refused():
 
 import numpy as np  # noqa: E402
 
-from rlepose.api import PosePredictor, TorchBackend, cached_onnx, choose_backend  # noqa: E402
+from rlepose.inference.predictor import PosePredictor  # noqa: E402
+from rlepose.inference.backends import TorchBackend, choose_backend
+from rlepose.inference.export import cached_onnx
 from rlepose.data.keypoints import COCO_KEYPOINTS  # noqa: E402
 from rlepose.data.transforms import TopDownTransform, TransformConfig, crop_boxes, crops_to_array, crops_to_tensor  # noqa: E402
-from rlepose.inference import crop_to_image, predict_crops  # noqa: E402
-from rlepose.training.config import config_from_dict, config_to_dict  # noqa: E402
+from rlepose.data.transforms import crop_to_image  # noqa: E402
+from rlepose.inference.flip import predict_crops
+from rlepose.config import config_from_dict, config_to_dict  # noqa: E402
 from rlepose.training.module import PoseModule  # noqa: E402
 
 
@@ -131,8 +134,8 @@ def test_onnxruntime_predictor_gets_numpy_batches_and_agrees_with_torch(tmp_path
     assert seen == [np.ndarray]
     ref = PosePredictor.from_checkpoint(path, backend="torch").predict(image, boxes)
     for a, b in zip(fast, ref):
-        assert np.abs(a["keypoints"] - b["keypoints"]).max() < 1e-2
-        assert np.abs(a["joint_confidence"] - b["joint_confidence"]).max() < 1e-4
+        assert np.abs(a.keypoints - b.keypoints).max() < 1e-2
+        assert np.abs(a.joint_confidence - b.joint_confidence).max() < 1e-4
 
 
 @pytest.mark.parametrize("head", ["regression", "heatmap"])
@@ -150,7 +153,7 @@ def test_fast_predictor_agrees_with_the_plain_two_pass_flip_test(tmp_path, head)
     assert np.abs(conf - ref["joint_confidence"].numpy()).max() < 1e-4
     people = predictor.predict(image, boxes)
     pixels = crop_to_image(ref["keypoints"].numpy(), matrices, (64, 48))
-    assert np.abs(np.stack([p["keypoints"] for p in people]) - pixels).max() < 1e-2
+    assert np.abs(np.stack([p.keypoints for p in people]) - pixels).max() < 1e-2
 
 
 def test_crops_of_several_images_are_batched_together(tmp_path):
@@ -167,7 +170,7 @@ def test_crops_of_several_images_are_batched_together(tmp_path):
         alone = predictor.predict(frame, b)
         assert len(alone) == len(people)
         for a, p in zip(alone, people):
-            assert np.allclose(a["keypoints"], p["keypoints"], atol=1e-3)
+            assert np.allclose(a.keypoints, p.keypoints, atol=1e-3)
 
 
 def test_bf16_autocast_stays_close_to_fp32(tmp_path):
@@ -229,7 +232,7 @@ def test_auto_backend_exports_once_and_reuses_the_graph(tmp_path, monkeypatch):
     image, boxes = _image_and_boxes()
     a = predictor.predict(image, boxes)
     b = PosePredictor.from_checkpoint(path, backend="torch").predict(image, boxes)
-    assert max(np.abs(x["keypoints"] - y["keypoints"]).max() for x, y in zip(a, b)) < 1e-2
+    assert max(np.abs(x.keypoints - y.keypoints).max() for x, y in zip(a, b)) < 1e-2
     # a new checkpoint under the same name: the stale graph is replaced
     torch.save(torch.load(path, weights_only=True), path)
     import os
@@ -237,7 +240,7 @@ def test_auto_backend_exports_once_and_reuses_the_graph(tmp_path, monkeypatch):
     cached_onnx(path)
     assert onnx_file.stat().st_mtime_ns != first
     # a folder that cannot be written: the graph goes to the cache under RLEPOSE_HOME
-    import rlepose.predict as predict_module
+    import rlepose.inference.export as predict_module
 
     real_export = predict_module.export_checkpoint
 

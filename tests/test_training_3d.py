@@ -12,7 +12,7 @@ from rlepose.data.h36m import (FROM_32, H36M_KEYPOINTS, h36m_instances, load_cam
                                mpii_as_h36m)
 from rlepose.data.transforms import TopDownTransform, TransformConfig
 from rlepose.evaluation.evaluators import H36MEvaluator
-from rlepose.training.config import load_config
+from rlepose.config import load_config
 from rlepose.training.run import evaluate, train
 
 SUBJECTS = ["S1", "S5", "S7", "S8"]

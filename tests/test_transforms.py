@@ -5,7 +5,7 @@ import pytest
 from rlepose.data.keypoints import COCO_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import (TopDownTransform, TransformConfig, affine_matrix, apply_affine,
                                      box_to_center_size, half_body_box)
-from rlepose.inference import crop_to_image
+from rlepose.data.transforms import crop_to_image
 
 
 def test_box_to_center_size_by_hand():

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from rlepose.api import PosePredictor
+from rlepose.inference.predictor import PosePredictor
 from rlepose.cli import main
 from rlepose.data.synthetic import SyntheticConfig, write_dataset
-from rlepose.predict import is_video_source, predict_video
+from rlepose.inference.media import is_video_source, predict_video
 
 from test_deploy import _checkpoint
 
@@ -72,7 +72,7 @@ def test_video_crops_are_batched_across_frames_and_match_single_images(tmp_path)
     alone = predictor.predict(cv2.cvtColor(frame0, cv2.COLOR_BGR2RGB), boxes[0])
     first = [r for r in results if r["frame"] == 0]
     for a, r in zip(alone, first):
-        assert np.abs(np.array(r["keypoints"]).reshape(17, 3)[:, :2] - a["keypoints"]).max() < 1e-3
+        assert np.abs(np.array(r["keypoints"]).reshape(17, 3)[:, :2] - a.keypoints).max() < 1e-3
 
 
 def test_the_real_posetrack_clip_and_clear_errors(tmp_path, fixtures):
@@ -100,11 +100,11 @@ def test_predictor_call_detects_people(tmp_path):
                                               detector=lambda im: (np.array([[10.0, 10, 40, 80], [90, 20, 50, 90]]),
                                                                    np.array([0.9, 0.6])))
     people = predictor(image)
-    assert [p["bbox"] for p in people] == [[10, 10, 40, 80], [90, 20, 50, 90]]
-    assert [p["box_score"] for p in people] == [0.9, 0.6]
+    assert [p.bbox for p in people] == [[10, 10, 40, 80], [90, 20, 50, 90]]
+    assert [p.box_score for p in people] == [0.9, 0.6]
     none = PosePredictor.from_checkpoint(ckpt, backend="torch", detector=lambda im: (np.zeros((0, 4)), np.zeros(0)))
     assert none(image) == []
-    from rlepose.detection import NoDetectorError
+    from rlepose.inference.detectors import NoDetectorError
 
     with pytest.raises(NoDetectorError, match="give boxes"):
         PosePredictor.from_checkpoint(ckpt, backend="torch", detector=None)(image)

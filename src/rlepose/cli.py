@@ -66,7 +66,7 @@ def _action_table(table: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from rlepose.training.config import load_config
+    from rlepose.config import load_config
     from rlepose.training.run import checkpoint_paths, train
 
     cfg = load_config(args.config, args.overrides)
@@ -81,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rlepose.training.config import load_config
+    from rlepose.config import load_config
     from rlepose.training.run import evaluate
 
     cfg = load_config(args.config, args.overrides)
@@ -94,25 +94,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-# measured with `rlepose demo --compare laplace_nll heatmap_mse` on the development machine
-# (README, "The main job"); printed as recorded, not measured in this run
-DEMO_REFERENCE = ("Laplace NLL, same data, head and budget, seed 0, as recorded on the development machine: "
-                  "AP 0.1744 | AP50 0.6850 | conf_oks_pearson 0.5787")
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rlepose.demo import SHIPPED_MODEL, SHIPPED_REFERENCE, run_demo, run_shipped_demo
+    from rlepose.demo import SHIPPED_MODEL, run_demo, run_shipped_demo
 
     if not (args.train or args.compare):
         summary = run_shipped_demo(args.out, args.val_images, args.model or SHIPPED_MODEL)
         what = (f"The model {args.model}" if args.model else
                 f"The shipped RLE model ({SHIPPED_MODEL.name}: ResNet-18 at half width, integral head, "
-                "60 epochs on the embedded synthetic dataset)")
+                "60 epochs on the embedded synthetic dataset; rendered figures only, not for photos)")
         print(f"\n{what} on the {args.val_images} held-out images, {summary['seconds']:.0f} s:")
         print("  " + _summary(summary["metrics"]))
-        if not args.model:
-            print("  for comparison: " + SHIPPED_REFERENCE)
-        print("  `rlepose demo --train` trains a model from scratch instead (a few minutes; README)")
+        print("  `rlepose demo --train` trains a model from scratch instead (a few minutes)")
         for key in ("checkpoint", "picture", "metrics_file", "data", "config"):
             print(f"  {key:>12}: {summary[key]}")
         return 0
@@ -124,9 +116,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"the same budget and data with {c['loss']}:")
         print("  " + _summary(c["metrics"]))
         diff = summary["metrics"].get("AP", float("nan")) - c["metrics"].get("AP", float("nan"))
-        print(f"  RLE − {c['loss']}: {diff:+.4f} AP (one seed; README gives the seed spread)")
+        print(f"  RLE − {c['loss']}: {diff:+.4f} AP (one seed)")
     if not summary["comparisons"]:
-        print(f"  for comparison: {DEMO_REFERENCE}; `--compare laplace_nll` trains it here (twice the time)")
+        print("  `--compare laplace_nll` trains Laplace NLL the same way for comparison (twice the time)")
     for key in ("checkpoint", "picture", "metrics_file", "data", "logs"):
         print(f"  {key:>12}: {summary[key]}")
     return 0
@@ -135,7 +127,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_calibration(args: argparse.Namespace) -> int:
     """``rlepose analyze calibration``: reliability, coverage, confidence/OKS; PNG + JSON."""
     from rlepose.analysis.calibration import analyze_calibration
-    from rlepose.training.config import load_config
+    from rlepose.config import load_config
     from rlepose.training.run import load_module
 
     module = load_module(args.checkpoint, trust=args.trust_checkpoint)
@@ -155,7 +147,7 @@ def cmd_calibration(args: argparse.Namespace) -> int:
 def cmd_occlusion(args: argparse.Namespace) -> int:
     """``rlepose analyze occlusion``: K×K changes of error and uncertainty; PNG + JSON."""
     from rlepose.analysis.occlusion import analyze_occlusion
-    from rlepose.training.config import load_config
+    from rlepose.config import load_config
     from rlepose.training.run import load_module
 
     module = load_module(args.checkpoint, trust=args.trust_checkpoint)
@@ -176,7 +168,7 @@ def cmd_occlusion(args: argparse.Namespace) -> int:
 def cmd_truncation(args: argparse.Namespace) -> int:
     """``rlepose analyze truncation``: PCK inside and outside cut crops, per checkpoint; PNG + JSON."""
     from rlepose.analysis.truncation import analyze_truncation
-    from rlepose.training.config import load_config
+    from rlepose.config import load_config
     from rlepose.training.run import load_module
 
     modules = {}
@@ -198,21 +190,21 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     """``rlepose analyze density``: the learned density of x̄, its Gaussian/Laplace fits and,
     with ``--config``, the held-out residuals; PNG + JSON in ``--out``."""
     from rlepose.analysis.density import analyze_density
-    from rlepose.losses import RLELoss
+    from rlepose.losses import FlowLoss
     from rlepose.training.run import heldout_predictions, load_module
 
     module = load_module(args.checkpoint, trust=args.trust_checkpoint)
-    if not isinstance(getattr(module, "loss", None), RLELoss):
+    if not isinstance(getattr(module, "loss", None), FlowLoss):
         raise ValueError(f"{args.checkpoint} was not trained with RLE/DLE: it has no learned density")
     residuals = None
     if args.config:
-        from rlepose.training.config import load_config
+        from rlepose.config import load_config
 
         mu, sigma, target, weight = heldout_predictions(module, load_config(args.config, args.overrides))
         keep = weight > 0 if weight.dim() == 2 else weight.amin(-1) > 0
         residuals = ((mu - target) / sigma)[keep].numpy()
     summary = analyze_density(module.loss, args.out, residuals, title=f"{Path(args.checkpoint).name}: "
-                              f"RLE form={module.loss.form}, scale={module.loss.scale}")
+                              f"{type(module.loss).__name__}")
     for f in summary["fits"]:
         print(f"x̄{f['coordinate']}: std {f['std']:.3f}, mean |x̄| {f['mean_abs']:.3f}, kurtosis {f['kurtosis']:.2f}; "
               f"expected log-lik. model {f['loglik_model']:.3f}, Gaussian fit {f['loglik_gaussian']:.3f}, "
@@ -248,7 +240,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from rlepose.predict import predict_files
+    from rlepose.inference.media import predict_files
 
     if args.model:
         from rlepose.hub import pretrained_checkpoint
@@ -257,21 +249,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     detector = None
     if not args.boxes and not args.whole_image:
-        from rlepose.detection import build_detector
+        from rlepose.inference.detectors import build_detector
 
         threshold = 0.3 if args.box_score_threshold is None else args.box_score_threshold
         detector = build_detector(args.detector, score_threshold=threshold)
         print(f"person boxes from the {args.detector} detector")
-    from rlepose.predict import is_video_source
+    from rlepose.inference.media import is_video_source
 
     videos = [src for src in args.images if is_video_source(src)]
     if videos:
         return _predict_videos(args, videos, detector)
-    summary = predict_files(args.checkpoint, args.images, args.out, boxes_file=args.boxes, detector=detector,
-                            box_score_threshold=args.box_score_threshold or 0.0, render_dir=args.render,
-                            backend=args.backend, onnx_path=args.onnx, flip_test=not args.no_flip,
-                            trust=args.trust_checkpoint, device=args.device, precision=args.precision)
-    print(f"ran with {summary['backend']}")
+    from rlepose.inference.media import collect_images, load_boxes
+
+    predictor = _predictor(args)
+    boxes = None
+    if args.boxes:
+        boxes = load_boxes(args.boxes, collect_images(args.images), args.box_score_threshold or 0.0)
+    summary = predict_files(predictor, args.images, args.out, boxes=boxes, detector=detector, render_dir=args.render)
+    print(f"ran with {predictor.describe()}")
     print(f"{summary['persons']} persons in {summary['images']} images → {args.out}"
           + (f"; drawings in {args.render}" if args.render else ""))
     for failure in summary["failed"]:
@@ -279,9 +274,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if summary["failed"] and not summary["images"] else 0
 
 
+def _predictor(args: argparse.Namespace):
+    from rlepose.inference.predictor import PosePredictor
+
+    return PosePredictor.from_checkpoint(args.checkpoint, flip_test=not args.no_flip, backend=args.backend,
+                                         onnx_path=args.onnx, trust=args.trust_checkpoint, device=args.device,
+                                         precision=args.precision, detector=None)
+
+
 def _predict_videos(args: argparse.Namespace, videos: list[str], detector) -> int:
-    from rlepose.api import PosePredictor
-    from rlepose.predict import predict_video
+    from rlepose.inference.media import predict_video
 
     if len(videos) != len(args.images):
         raise ValueError("give either videos (or a camera index) or images, not both in one call")
@@ -289,9 +291,7 @@ def _predict_videos(args: argparse.Namespace, videos: list[str], detector) -> in
         raise ValueError("--boxes is for images; a video takes --detector or --whole-image")
     if len(videos) > 1 and args.render:
         raise ValueError("--render names one output video: predict one video at a time")
-    predictor = PosePredictor.from_checkpoint(args.checkpoint, flip_test=not args.no_flip, backend=args.backend,
-                                              onnx_path=args.onnx, trust=args.trust_checkpoint, device=args.device,
-                                              precision=args.precision)
+    predictor = _predictor(args)
     print(f"ran with {predictor.describe()}")
     for video in videos:
         out = args.out if len(videos) == 1 else str(Path(args.out).with_suffix("")) + f"_{Path(video).stem}.json"
@@ -311,7 +311,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote int8 weights with per-channel scales to {path} ({path.stat().st_size / 1e6:.1f} MB, "
               f"from {src.stat().st_size / 1e6:.1f} MB); every rlepose command loads it like a checkpoint")
         return 0
-    from rlepose.predict import export_checkpoint
+    from rlepose.inference.export import export_checkpoint
 
     path = export_checkpoint(args.checkpoint, args.out, trust=args.trust_checkpoint)
     print(f"exported the inference graph (no flow, dynamic batch) to {path}")
@@ -337,9 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     toy = sub.add_parser("toy", help="compare the losses on a synthetic regression problem "
                                       "(CPU, about 3 min for the default 7 losses × 3 seeds)")
     toy.add_argument("--noise", choices=["mixture", "student_t"], default="mixture")
-    toy.add_argument("--losses", default="l1,l2,laplace_nll,gaussian_nll,dle,rle,rle_gaussian",
+    toy.add_argument("--losses", default="l1,l2,laplace_nll,gaussian_nll,dle,rle,rle_calibrated",
                      help="comma-separated loss names, each optionally with loss-config fields: "
-                          "name:key=value:key=value, e.g. rle:beta=1 or rle:scale=joint:beta=0")
+                          "name:key=value:key=value, e.g. rle_calibrated:beta=1 or rle:q=gaussian")
     toy.add_argument("--steps", type=int, default=1500, help="Adam steps; the learning rate drops ×0.1 at 80%% of them")
     toy.add_argument("--flow-warmup-steps", type=int, default=None,
                      help="steps before RLE's flow term reaches µ̂ (default: until the learning rate drops; 0: never)")
@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", help="torch backend: cpu, cuda, cuda:1, … (default: cuda when available)")
     pr.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
                     help="autocast precision of the torch backend (chosen for anything but fp32): fp16 on GPUs, "
-                         "bf16 on GPUs and on CPUs with AVX512-BF16/AMX (not bit-exact; see the README)")
+                         "bf16 on GPUs and on CPUs with AVX512-BF16/AMX (not bit-exact)")
     pr.add_argument("--no-flip", action="store_true", help="skip the flip test")
     pr.add_argument("--trust-checkpoint", action="store_true",
                     help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
@@ -456,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from rlepose.detection import NoDetectorError
+    from rlepose.inference.detectors import NoDetectorError
     from rlepose.hub import DownloadError
 
     try:

@@ -19,7 +19,9 @@ import torch
 from torch import Tensor
 
 from rlepose.models.checkpoint import extract_state_dict, read_checkpoint, save_atomic
-from rlepose.training.config import ExperimentConfig, config_to_dict, config_from_dict
+from rlepose.config import ExperimentConfig, config_to_dict, config_from_dict
+
+__all__ = ["FLOW_PREFIX", "from_official", "to_official", "from_mmpose", "to_mmpose", "convert_checkpoint"]
 
 FLOW_PREFIX = "loss.flow."
 
@@ -122,7 +124,6 @@ def convert_checkpoint(source: str | Path, dest: str | Path, kind: str, backbone
     config = config_to_dict(base or ExperimentConfig())
     config["model"].update(backbone=overrides.pop("backbone", backbone), head="regression", dim=2, **overrides)
     # the imported flow is a density of x̄ under its source's loss: keep that loss (RealNVP, unit base)
-    config["loss"].update(name="rle", form=kind, scale="joint", standardize=False, flow_base_std=1.0, flow_zero_init=False,
-                          log_s_grid=None)
+    config["loss"].update(name="rle" if kind == "official" else "rle_mmpose", flow_base_std=1.0, flow_zero_init=False)
     config_from_dict(config)  # validate
     return save_atomic({"state_dict": state, "hyper_parameters": {"config": config}}, dest)

@@ -15,15 +15,17 @@ from pathlib import Path
 import cv2
 
 from rlepose.data.synthetic import SyntheticConfig, write_dataset
-from rlepose.training.config import ExperimentConfig, config_from_dict, config_to_dict
+from rlepose.config import ExperimentConfig, config_from_dict, config_to_dict
 from rlepose.files import write_json
+
+__all__ = ["SHORT_SCHEDULE_AUGMENTATION", "demo_config", "DEMO_MODEL", "render_data", "draw_examples",
+           "SHIPPED_MODEL", "run_shipped_demo", "run_demo"]
 
 log = logging.getLogger(__name__)
 
 
 # Augmentation for a few epochs from scratch: the network underfits, and rotation, half-body
-# crops, ±30% scale and colour jitter slow it down (measured on the demo at 4 epochs, integral
-# head: AP 0.117 with the full COCO set, 0.170 with this one).
+# crops, ±30% scale and colour jitter slow it down.
 SHORT_SCHEDULE_AUGMENTATION = {"rotation_prob": 0.0, "half_body_prob": 0.0, "scale_factor": 0.15, "color_jitter": 0.0}
 
 
@@ -55,7 +57,7 @@ def demo_config(out_dir: Path, epochs: int = 4, seed: int = 0, loss: str | dict 
 
 # What `rlepose demo` trains: the integral head (soft-argmax over heatmaps from three light
 # deconvolutions, σ̂ from the pooled features; the paper's HRNet + RLE head) learns faster from
-# scratch than one FC on pooled features (AP 0.117 against 0.100 at 4 epochs, same budget).
+# scratch than one FC on pooled features.
 DEMO_MODEL = {"head": "integral", "deconv_channels": 64, "augmentation": SHORT_SCHEDULE_AUGMENTATION}
 
 
@@ -69,7 +71,7 @@ def draw_examples(checkpoint: str | Path, data_dir: Path, out_file: Path, count:
                   color_range: tuple[float, float] = (0.9, 0.98)) -> Path:
     """Predicted skeletons on held-out images, with the ground-truth boxes as the person boxes;
     dots coloured by 1 − σ̂ from red (σ̂ ≥ 10% of the crop) to green (≤ 2%) by default."""
-    from rlepose.api import PosePredictor
+    from rlepose.inference.predictor import PosePredictor
     from rlepose.visualize import draw_poses, tile
 
     predictor = PosePredictor.from_checkpoint(checkpoint, backend=backend)
@@ -86,13 +88,11 @@ def draw_examples(checkpoint: str | Path, data_dir: Path, out_file: Path, count:
 
 # The small model that ships with the package (int8 weights, 3.4 MB): ResNet-18 at half width with
 # the integral head and RLE, 60 epochs on the embedded data (LR ×0.1 at 50). `rlepose demo`
-# evaluates it on the held-out images in seconds; how it was made: README, "Set-up".
+# evaluates it on the held-out images in seconds. It was made with `rlepose demo --train`'s config
+# and `rlepose train … name=demo_small model.backbone=resnet18_0.5 train.epochs=60
+# "train.milestones=[50]" train.seed=2 loss.name=rle_calibrated loss.beta=0`, then `rlepose export
+# --format compact`.
 SHIPPED_MODEL = Path(__file__).resolve().parent / "assets" / "demo_resnet18_0.5_rle_int8.pt"
-# The same budget with Laplace NLL, measured once on the development machine (printed as recorded).
-# Its first 50 epochs are the shipped model's (the flow warm-up), so the difference is what the flow adds.
-SHIPPED_REFERENCE = ("Laplace NLL, same data, model and budget (60 epochs), as recorded on the development machine "
-                     "(fp32): AP 0.5123 | AP50 0.8597 | AP75 0.5353 | conf_oks_pearson 0.6518; "
-                     "the shipped RLE model in fp32: AP 0.5169")
 
 
 def run_shipped_demo(out_dir: str | Path = "outputs/demo", val_images: int = 300,

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+__all__ = ["write_json"]
+
 
 def write_json(path: str | Path, data, indent: int | None = None) -> Path:
     """``data`` as JSON at ``path`` (folders made), through ``path.tmp`` and a rename."""

@@ -22,6 +22,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+__all__ = ["alternating_masks", "RealNVP", "ZukoDensity", "ZeroDensity"]
+
 
 def _mlp(dim: int, hidden: int, num_linear: int, bounded: bool) -> nn.Sequential:
     """``num_linear`` linear layers ``dim → hidden → … → dim`` with LeakyReLU between."""

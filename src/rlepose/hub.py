@@ -17,6 +17,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["PretrainedModel", "MODELS", "DownloadError", "home", "checkpoint_path", "download_path",
+           "is_cached", "download", "pretrained_checkpoint", "PretrainedDetector", "DETECTORS",
+           "detector_path", "detector_onnx"]
+
 _MMPOSE = "https://download.openmmlab.com/mmpose/"
 _LICENCE = "Apache-2.0 (MMPose model zoo)"
 
@@ -147,7 +151,7 @@ def pretrained_checkpoint(name: str | PretrainedModel, progress: bool = True) ->
     first use. The published file is kept under ``downloads/`` (a file put there by hand is
     checked and used)."""
     from rlepose.convert import convert_checkpoint
-    from rlepose.training.config import config_from_dict
+    from rlepose.config import config_from_dict
 
     model = _lookup(name)
     ckpt = checkpoint_path(model)

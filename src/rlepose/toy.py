@@ -5,7 +5,7 @@ function) and a true scale b(x); labels are µ(x) + b(x)·ε with ε drawn from 
 non-Gaussian, heavy-tailed law (default Student-t, ν = 3, or a two-component mixture) —
 the label ambiguity that RLE is meant to learn. Because µ(x) is known, location error is
 measured against the truth, not the noisy labels; because every loss here is a normalized
-likelihood (RLE with its log s term), held-out negative log-likelihoods are comparable.
+likelihood (RLE's density with its log s term), held-out negative log-likelihoods are comparable.
 """
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rlepose.losses import DLELoss, JointLoss, L1Loss, L2Loss, RLELoss, build_loss
+from rlepose.losses import CalibratedRLELoss, DLELoss, FlowLoss, JointLoss, L1Loss, L2Loss, build_loss
+
+__all__ = ["ToyProblem", "ToyRegressor", "fit", "loss_from_spec", "heldout_nll", "compare_losses",
+           "summarize_seeds"]
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,14 @@ def fit(problem: ToyProblem, loss: JointLoss, train: dict[str, Tensor], steps: i
     """Adam on model + loss parameters jointly, as the paper trains regressor and flow, with the
     learning rate ×0.1 at each of ``milestones`` (steps; default: at 80% of them, like the step
     schedules of the pose configs). ``flow_warmup_steps``: steps during which RLE's flow term
-    gives µ̂ no gradient; by default until the first drop, as training does
-    (:meth:`rlepose.training.config.ExperimentConfig.flow_warmup_epochs`); 0: never."""
+    gives µ̂ no gradient; by default, as training does, none for the published forms and until the
+    first drop for ``rle_calibrated``
+    (:meth:`rlepose.config.ExperimentConfig.flow_warmup_epochs`); 0: never."""
     milestones = (int(0.8 * steps),) if milestones is None else tuple(milestones)
     warmup = 0
-    if isinstance(loss, RLELoss) and not isinstance(loss, DLELoss):  # DLE has no Q to train µ̂ meanwhile
-        warmup = flow_warmup_steps if flow_warmup_steps is not None else min(milestones, default=steps // 2)
+    if isinstance(loss, FlowLoss) and not isinstance(loss, DLELoss):  # DLE has no Q to train µ̂ meanwhile
+        default = min(milestones, default=steps // 2) if isinstance(loss, CalibratedRLELoss) else 0
+        warmup = flow_warmup_steps if flow_warmup_steps is not None else default
     torch.manual_seed(seed)
     model = ToyRegressor(problem.features, problem.joints, problem.dim)
     opt = torch.optim.Adam(list(model.parameters()) + list(loss.parameters()), lr=lr)
@@ -96,8 +101,7 @@ def fit(problem: ToyProblem, loss: JointLoss, train: dict[str, Tensor], steps: i
     g = torch.Generator().manual_seed(seed)
     n = train["x"].shape[0]
     for step in range(steps):
-        if isinstance(loss, RLELoss):
-            loss.flow_grad = 0.0 if step < warmup else 1.0
+        loss.set_flow_warmup(step < warmup)
         idx = torch.randint(0, n, (batch,), generator=g)
         mu, sigma = model(train["x"][idx])
         value = loss(mu, sigma, train["y"][idx])
@@ -111,15 +115,15 @@ def fit(problem: ToyProblem, loss: JointLoss, train: dict[str, Tensor], steps: i
 def loss_from_spec(spec: str, dim: int) -> JointLoss:
     """A loss from a name (``rle``, ``laplace_nll``, … as :func:`rlepose.losses.build_loss`) or a
     name with loss-config fields, ``name:key=value:key=value`` — e.g. ``rle:beta=1`` or
-    ``rle:scale=joint`` — built as the training config builds it
-    (:class:`rlepose.training.config.LossConfig`; values parsed as YAML, so this form needs the
+    ``rle_calibrated:beta=0`` — built as the training config builds it
+    (:class:`rlepose.config.LossConfig`; values parsed as YAML, so this form needs the
     ``train`` extra). The toy's flow warm-up is set by ``flow_warmup_steps``, not per loss."""
     name, *items = spec.split(":")
     if not items:
         return build_loss(name, dim=dim)
     import dataclasses
 
-    from rlepose.training.config import LossConfig, apply_overrides
+    from rlepose.config import LossConfig, apply_overrides
 
     fields = {f.name for f in dataclasses.fields(LossConfig)} - {"name", "flow_warmup_epochs"}
     for item in items:
@@ -135,10 +139,10 @@ def loss_from_spec(spec: str, dim: int) -> JointLoss:
 @torch.no_grad()
 def heldout_nll(loss: JointLoss, mu: Tensor, sigma: Tensor, target: Tensor) -> float | None:
     """Mean per-joint negative log-likelihood (nats) of the model's normalized density
-    (:meth:`RLELoss.log_density` for RLE/DLE); ``None`` for L1/L2, which define no scale."""
+    (:meth:`FlowLoss.log_density` for RLE/DLE); ``None`` for L1/L2, which define no scale."""
     if isinstance(loss, (L1Loss, L2Loss)):
         return None
-    if isinstance(loss, RLELoss):
+    if isinstance(loss, FlowLoss):
         return -loss.log_density(mu, sigma, target).mean().item()
     reduction, loss.reduction = loss.reduction, "none"
     try:
@@ -151,7 +155,7 @@ def compare_losses(names: tuple[str, ...] = ("l1", "laplace_nll", "gaussian_nll"
                    problem: ToyProblem = ToyProblem(), n_train: int = 8000, n_test: int = 4000,
                    steps: int = 1500, seed: int = 0, flow_warmup_steps: int | None = None) -> list[dict]:
     """Train one regressor per loss (names or specs, :func:`loss_from_spec`) on the same data and
-    budget (:func:`fit`: learning rate ×0.1 at 80% of the steps, RLE's flow warm-up until then
+    budget (:func:`fit`: learning rate ×0.1 at 80% of the steps, rle_calibrated's flow warm-up until then
     unless ``flow_warmup_steps``); evaluate on held-out data.
 
     Returns rows with ``loss``, ``nll`` (nats per joint, None for L1/L2), ``loc_error``

@@ -21,6 +21,9 @@ import numpy as np
 from rlepose.analysis.density import density_grid
 from rlepose.files import write_json
 
+__all__ = ["LEVELS", "marginal_quantiles", "central_intervals", "coverage", "reliability", "rankdata",
+           "correlations", "keypoint_similarity", "analyze_arrays", "plot_calibration", "analyze_calibration"]
+
 LEVELS = (0.5, 0.8, 0.95)
 
 
@@ -176,10 +179,11 @@ def plot_calibration(summary: dict, joint_names: list[str], out_file: Path, titl
 def analyze_calibration(module, cfg, out_dir: str | Path, title: str = "") -> dict:
     """Run the model on ``cfg``'s validation crops and write ``calibration.png`` and
     ``calibration.json`` into ``out_dir``; returns the JSON's content."""
-    from rlepose.losses import RLELoss
-    from rlepose.training.run import heldout_arrays, keypoint_spec
+    from rlepose.losses import FlowLoss
+    from rlepose.config import keypoint_spec
+    from rlepose.training.run import heldout_arrays
 
-    if not isinstance(getattr(module, "loss", None), RLELoss) or module.loss.dim != 2:
+    if not isinstance(getattr(module, "loss", None), FlowLoss) or module.loss.dim != 2:
         raise ValueError("calibration needs a 2-D model trained with RLE/DLE (its learned density gives the intervals)")
     spec = keypoint_spec(cfg)
     if not spec.sigmas:

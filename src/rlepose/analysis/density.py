@@ -1,8 +1,8 @@
 """The learned density of the normalized residual x̄ = (µ̂ − µg)/σ̂ (appendix, Fig. 4).
 
-What is plotted is the density the loss defines (:meth:`rlepose.losses.RLELoss.log_density` at
-µ̂ = x̄, σ̂ = 1, µg = 0): Gφ for the default ``scale="q"`` and for DLE, Q·Gφ·s for the printed
-Eq. 8. It is compared with the best-fitting zero-mean Gaussian and Laplace per coordinate
+What is plotted is the density the loss defines (:meth:`rlepose.losses.FlowLoss.log_density` at
+µ̂ = x̄, σ̂ = 1, µg = 0): Gφ for ``rle_calibrated`` and DLE, Q·Gφ·s for the
+published forms. It is compared with the best-fitting zero-mean Gaussian and Laplace per coordinate
 (maximum likelihood on the model's own density: σ² = E x², b = E|x|), and, when held-out
 residuals are given, with their histogram.
 """
@@ -14,12 +14,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlepose.losses import RLELoss
+from rlepose.losses import FlowLoss
 from rlepose.files import write_json
+
+__all__ = ["unit_log_density", "density_grid", "marginal_fits", "residual_likelihoods", "plot_density",
+           "analyze_density"]
 
 
 @torch.no_grad()
-def unit_log_density(loss: RLELoss, x: torch.Tensor) -> torch.Tensor:
+def unit_log_density(loss: FlowLoss, x: torch.Tensor) -> torch.Tensor:
     """log-density (M,) of residuals ``x`` (M, D) at σ̂ = 1, in float64 (the flow is switched to
     double for the call and back after)."""
     x = x.to(torch.float64)[:, None, :]  # one joint per residual
@@ -31,7 +34,7 @@ def unit_log_density(loss: RLELoss, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def density_grid(loss: RLELoss, bound: float = 4.0, n: int = 241) -> tuple[np.ndarray, np.ndarray]:
+def density_grid(loss: FlowLoss, bound: float = 4.0, n: int = 241) -> tuple[np.ndarray, np.ndarray]:
     """``(axis (n,), p (n, n))``: the 2-D density of x̄ on midpoints of [−bound, bound]²,
     renormalized on the grid (it is already normalized; this removes the mass outside)."""
     if loss.dim != 2:
@@ -67,13 +70,13 @@ def marginal_fits(axis: np.ndarray, p: np.ndarray) -> list[dict]:
     return fits
 
 
-def residual_likelihoods(loss: RLELoss, residuals: np.ndarray, window: float = 4.0) -> dict:
+def residual_likelihoods(loss: FlowLoss, residuals: np.ndarray, window: float = 4.0) -> dict:
     """How far the law of the residuals ``x̄`` (M, D) is from Q's family, and what the learned
     density makes of it. Per coordinate: kurtosis (Gaussian 3, Laplace 6), mean |x̄| and std,
     and the kurtosis of the core, the residuals with every |x̄_d| < ``window``
     (``beyond_window``: the fraction outside it);
     per joint, the mean negative log-likelihood (nats, x̄ in units of σ̂) under the learned
-    density (:meth:`RLELoss.log_density` at σ̂ = 1) and under the zero-mean Laplace and
+    density (:meth:`FlowLoss.log_density` at σ̂ = 1) and under the zero-mean Laplace and
     Gaussian that fit these very residuals best (b = mean |x̄|, σ² = mean x̄², per coordinate).
     The fits see the residuals they score, so ``nll_laplace_fit − nll_model`` is at most what
     the learned density gains over the best Q of fixed shape; near zero, RLE has nothing to add
@@ -121,12 +124,12 @@ def plot_density(axis: np.ndarray, p: np.ndarray, fits: list[dict], out_file: Pa
     return save_figure(fig, out_file, title)
 
 
-def analyze_density(loss: RLELoss, out_dir: str | Path, residuals: np.ndarray | None = None,
+def analyze_density(loss: FlowLoss, out_dir: str | Path, residuals: np.ndarray | None = None,
                     bound: float = 4.0, title: str = "") -> dict:
     """Write ``density.png`` and ``density.json`` into ``out_dir``; returns the JSON's content.
     For D = 3 (lifting) there is no picture and no grid: only the residuals' numbers."""
     out_dir = Path(out_dir)
-    summary = {"scale": getattr(loss, "scale", None), "form": loss.form, "q": loss.q, "dim": loss.dim, "fits": []}
+    summary = {"loss": type(loss).__name__, "q": loss.q, "dim": loss.dim, "fits": []}
     if loss.dim == 2:
         axis, p = density_grid(loss, bound)
         fits = marginal_fits(axis, p)

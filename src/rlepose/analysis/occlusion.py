@@ -22,6 +22,8 @@ import torch
 from rlepose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from rlepose.files import write_json
 
+__all__ = ["GRAY", "gray_value", "occlude", "occlusion_tables", "plot_occlusion", "analyze_occlusion"]
+
 GRAY = 128
 
 
@@ -141,7 +143,8 @@ def plot_occlusion(result: dict, joint_names: list[str], out_file: Path, uncerta
 
 def analyze_occlusion(module, cfg, out_dir: str | Path, size: float = 0.2, title: str = "") -> dict:
     """Occlusion tables on ``cfg``'s validation crops; writes ``occlusion.png`` and ``occlusion.json``."""
-    from rlepose.training.run import keypoint_spec, val_loader
+    from rlepose.config import keypoint_spec
+    from rlepose.training.run import val_loader
 
     spec = keypoint_spec(cfg)
     loader, _ = val_loader(cfg, spec)

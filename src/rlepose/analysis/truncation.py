@@ -17,8 +17,11 @@ import torch
 
 from rlepose.data.datasets import read_image
 from rlepose.data.transforms import TopDownTransform
-from rlepose.inference import crop_to_image
+from rlepose.data.transforms import crop_to_image
 from rlepose.files import write_json
+
+__all__ = ["FRACTIONS", "cut_box", "pck_inside_outside", "truncation_table", "plot_truncation",
+           "analyze_truncation"]
 
 FRACTIONS = (0.0, 0.2, 0.3, 0.4)
 
@@ -88,7 +91,8 @@ def plot_truncation(tables: dict[str, list[dict]], out_file: Path, alpha: float,
 def analyze_truncation(modules: dict, cfg, out_dir: str | Path, fractions=FRACTIONS, alpha: float = 0.1) -> dict:
     """Truncation rows for each ``{name: module}`` on ``cfg``'s validation people; writes
     ``truncation.png`` and ``truncation.json``."""
-    from rlepose.training.run import keypoint_spec, load_split
+    from rlepose.config import keypoint_spec
+    from rlepose.training.run import load_split
 
     spec = keypoint_spec(cfg)
     instances, _ = load_split(cfg, spec, "val")

@@ -26,6 +26,11 @@ import numpy as np
 from rlepose.data.datasets import DataError, Instance
 from rlepose.data.keypoints import KeypointSpec
 
+__all__ = ["H36M_KEYPOINTS", "PARENTS", "TRAIN_SUBJECTS", "TEST_SUBJECTS", "CAMERA_IDS", "FROM_32",
+           "MPII_TO_H36M", "Camera", "load_cameras", "parse_image_name", "H36MFrames", "load_h36m_frames",
+           "h36m_instances", "mpii_as_h36m", "PoseSet", "load_h36m_poses", "BONE_MM", "ACTIONS",
+           "generate_skeletons", "generate_pose_set"]
+
 H36M_KEYPOINTS = KeypointSpec(
     name="h36m",
     joints=("pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle", "spine",

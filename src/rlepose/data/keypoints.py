@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["KeypointSpec", "COCO_KEYPOINTS", "MPII_KEYPOINTS"]
+
 
 @dataclass(frozen=True)
 class KeypointSpec:

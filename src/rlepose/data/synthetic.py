@@ -27,6 +27,9 @@ import numpy as np
 
 from rlepose.data.keypoints import COCO_KEYPOINTS
 
+__all__ = ["LABEL_NOISE", "MIXTURE", "SyntheticConfig", "sample_figure", "render_image",
+           "write_truth_annotations", "write_dataset"]
+
 
 LABEL_NOISE = ("fixed", "coco", "coco_mixture")
 # The two-component annotator law of label_noise="coco_mixture": (weight, relative scale) of each

@@ -15,6 +15,11 @@ import torch
 
 from rlepose.data.keypoints import KeypointSpec
 
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TransformConfig", "box_to_center_size", "affine_matrix",
+           "apply_affine", "invert_affine", "normalized_to_crop", "crop_to_normalized", "half_body_box",
+           "color_jitter", "to_tensor", "crop_boxes", "crop_to_image", "crops_to_tensor", "crops_to_array",
+           "TopDownTransform"]
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -156,6 +161,16 @@ def crop_boxes(image: np.ndarray, boxes: np.ndarray, input_size: tuple[int, int]
         cv2.warpAffine(image, matrices[i], (out_w, out_h), dst=crops[i], flags=cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     return crops, matrices
+
+
+def crop_to_image(keypoints: np.ndarray, matrices: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """Normalized crop coordinates (N, K, 2) → image pixels, through the inverse of each crop's
+    2×3 image→crop matrix (N, 2, 3); ``input_size`` is (H, W)."""
+    h, w = input_size
+    crop = (np.asarray(keypoints, dtype=np.float64)[..., :2] + 0.5) * np.array([w, h])
+    full = np.concatenate([np.asarray(matrices, dtype=np.float64), np.tile([[[0.0, 0.0, 1.0]]], (len(crop), 1, 1))], 1)
+    inv = np.linalg.inv(full)[:, :2]
+    return np.einsum("nkj,nij->nki", crop, inv[:, :, :2]) + inv[:, None, :, 2]
 
 
 def crops_to_tensor(crops: np.ndarray) -> torch.Tensor:

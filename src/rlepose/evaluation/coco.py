@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["STAT_NAMES", "oks", "rescore", "oks_nms", "to_coco_results", "postprocess", "coco_keypoint_ap",
+           "pearson"]
+
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 
 

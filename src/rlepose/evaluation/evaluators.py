@@ -12,6 +12,8 @@ from rlepose.data.keypoints import KeypointSpec
 from rlepose.evaluation.coco import coco_keypoint_ap, oks, pearson, postprocess
 from rlepose.evaluation.pckh import pckh
 
+__all__ = ["CocoEvaluator", "MpiiEvaluator", "H36MEvaluator"]
+
 
 class CocoEvaluator:
     """COCO AP by pycocotools after rescoring and OKS-NMS, plus the Pearson correlation of

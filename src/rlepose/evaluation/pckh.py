@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["MPII_MEAN_EXCLUDES", "pckh"]
+
 MPII_MEAN_EXCLUDES = (6, 7)  # pelvis, thorax
 
 

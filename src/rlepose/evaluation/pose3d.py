@@ -5,6 +5,8 @@ from collections import defaultdict
 
 import numpy as np
 
+__all__ = ["mpjpe", "root_relative", "procrustes_align", "pa_mpjpe", "per_action_table"]
+
 
 def mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Protocol #1: mean per-joint Euclidean error of (N, K, 3) poses → (N,). Poses are

@@ -21,6 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+__all__ = ["INERT_MODULES", "UntrustedCheckpointError", "UnreadableCheckpointError", "InertObject",
+           "save_atomic", "read_checkpoint", "COMPACT_FORMAT", "save_compact", "expand_compact",
+           "LoadReport", "extract_state_dict", "load_pretrained", "load_backbone"]
+
 log = logging.getLogger(__name__)
 
 # Modules whose objects appear in the metadata of checkpoints people share (MMPose 1.x/0.x via

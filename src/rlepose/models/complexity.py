@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+__all__ = ["Complexity", "count_params", "complexity"]
+
 
 @dataclass(frozen=True)
 class Complexity:

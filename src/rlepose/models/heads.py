@@ -18,6 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+__all__ = ["RegressionHead", "deconv_layers", "soft_argmax", "IntegralHead", "HeatmapHead",
+           "gaussian_heatmaps", "heatmap_mse_loss", "decode_heatmaps"]
+
 
 class RegressionHead(nn.Module):
     """Pool + ``fc`` with K·2D outputs: µ̂ (N, K, D) and σ̂ = sigmoid (N, K, D).

@@ -17,6 +17,8 @@ from torch import Tensor, nn
 
 from rlepose.models.resnet import BasicBlock, Bottleneck, conv3x3, make_layer
 
+__all__ = ["HRModule", "HRNet", "hrnet"]
+
 
 def _conv_bn(c_in: int, c_out: int, stride: int, relu: bool) -> nn.Sequential:
     layers: list[nn.Module] = [conv3x3(c_in, c_out, stride), nn.BatchNorm2d(c_out)]

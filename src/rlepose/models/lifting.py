@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+__all__ = ["ResidualBlock", "LiftingNet"]
+
 
 class _Linear(nn.Module):
     """Linear → BN → ReLU → Dropout."""

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+__all__ = ["make_divisible", "conv_bn_relu6", "InvertedResidual", "MobileNetV2", "mobilenet_v2",
+           "mmpose_to_torchvision_names", "torchvision_to_mmpose_names"]
+
 # expansion t, output channels c, repeats n, first stride s (the paper's Table 2)
 _SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
              (6, 320, 1, 1))

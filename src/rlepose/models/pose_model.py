@@ -1,7 +1,11 @@
 """Backbone + head, and the factory that builds the paper's configurations."""
+
 from __future__ import annotations
 
+
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -11,11 +15,13 @@ from rlepose.models.hrnet import hrnet
 from rlepose.models.mobilenet import mobilenet_v2
 from rlepose.models.resnet import resnet
 
+__all__ = ["ModelConfig", "TopDownPoseModel", "BACKBONES", "build_backbone", "build_pose_model"]
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What to build. ``backbone``: resnet18/34/50/101/152, hrnet_w32/hrnet_w48 or
-    mobilenet_v2 (``mobilenet_v2_0.5``: width multiplier 0.5);
+    """What to build. ``backbone``: a name of :data:`BACKBONES` (resnet18…152, with
+    ``_0.5``/``_0.25`` width multipliers for 18/34/50, hrnet_w32/w48, mobilenet_v2[_0.5/_0.75]);
     ``head``: regression, integral or heatmap; ``dim``: 2, or 3 for 3-D pose."""
 
     backbone: str = "resnet50"
@@ -67,17 +73,22 @@ class TopDownPoseModel(nn.Module):
                 "confidence": 1 - sigma.mean(dim=(1, 2))}
 
 
+#: every backbone by its config name: (builder, whether its output has stride 32)
+BACKBONES: dict[str, tuple[Callable[[], nn.Module], bool]] = {
+    **{f"resnet{d}": (partial(resnet, d, num_classes=0), True) for d in (18, 34, 50, 101, 152)},
+    **{f"resnet{d}_{w}": (partial(resnet, d, num_classes=0, width=w), True) for d in (18, 34, 50) for w in (0.25, 0.5)},
+    "hrnet_w32": (partial(hrnet, 32), False),
+    "hrnet_w48": (partial(hrnet, 48), False),
+    "mobilenet_v2": (partial(mobilenet_v2, 1.0), True),
+    **{f"mobilenet_v2_{w}": (partial(mobilenet_v2, w), True) for w in (0.5, 0.75)},
+}
+
+
 def build_backbone(name: str) -> nn.Module:
-    if name.startswith("resnet"):  # resnet50, or resnet18_0.5 for a width multiplier
-        depth, _, width = name[len("resnet"):].partition("_")
-        return resnet(int(depth), num_classes=0, width=float(width) if width else 1.0)
-    if name.startswith("hrnet_w"):
-        return hrnet(int(name[len("hrnet_w"):]))
-    if name.startswith("mobilenet_v2"):  # mobilenet_v2, or mobilenet_v2_0.5 for a width multiplier
-        width = name[len("mobilenet_v2"):].lstrip("_")
-        return mobilenet_v2(float(width) if width else 1.0)
-    raise ValueError(f"unknown backbone {name!r}: resnet18/34/50/101/152[_WIDTH], hrnet_w32/hrnet_w48 or "
-                     "mobilenet_v2[_WIDTH]")
+    """The backbone ``name`` of :data:`BACKBONES` (``resnet18_0.5``: half width)."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}: choose from {', '.join(BACKBONES)}")
+    return BACKBONES[name][0]()
 
 
 def build_pose_model(cfg: ModelConfig = ModelConfig()) -> TopDownPoseModel:
@@ -85,7 +96,7 @@ def build_pose_model(cfg: ModelConfig = ModelConfig()) -> TopDownPoseModel:
     ``ModelConfig("hrnet_w32", "integral")``, SimpleBaseline ``ModelConfig("resnet50", "heatmap")``."""
     backbone = build_backbone(cfg.backbone)
     c = backbone.out_channels
-    stride32 = not cfg.backbone.startswith("hrnet")
+    stride32 = BACKBONES[cfg.backbone][1]
     if cfg.head == "regression":
         head = RegressionHead(c, cfg.num_joints, cfg.dim, coord_norm=cfg.coord_norm, init_gain=cfg.fc_init_gain)
     elif cfg.head == "integral":

@@ -1,1 +1,2 @@
-"""Training and evaluation runs: configs, the Lightning module, and the run functions."""
+"""Training and evaluation runs (the [train] extra): the Lightning modules (top-down, lifting) and
+``train`` / ``evaluate``. Configs are in :mod:`rlepose.config`."""

@@ -17,8 +17,10 @@ from torch import Tensor, nn
 from rlepose.data.h36m import PoseSet
 from rlepose.evaluation.pose3d import per_action_table
 from rlepose.models.lifting import LiftingNet
-from rlepose.training.config import ExperimentConfig, config_from_dict, config_to_dict
+from rlepose.config import ExperimentConfig, config_from_dict, config_to_dict
 from rlepose.training.module import apply_flow_warmup, skip_nonfinite
+
+__all__ = ["screen_normalize", "targets_mm", "Normalizer", "lifting_tensors", "LiftingModule"]
 
 
 def screen_normalize(joints_2d: np.ndarray, image_size: np.ndarray) -> np.ndarray:
@@ -72,14 +74,14 @@ class LiftingModule(L.LightningModule):
     by ``train.gamma`` after every epoch (paper: 5% per epoch). Validation: MPJPE and PA-MPJPE
     (mm) per action and averaged; ``last_table`` keeps the table."""
 
-    def __init__(self, config: dict, val_actions: list[str] | None = None) -> None:
+    def __init__(self, config: dict, val_actions: list[str] | None = None, loss: nn.Module | None = None) -> None:
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.cfg: ExperimentConfig = config_from_dict(config)
         lc = self.cfg.lifting
         self.model = LiftingNet(17, 16, lc.width, lc.num_blocks, lc.dropout)
         self.normalizer = Normalizer()
-        self.loss = self.cfg.loss.build(3)
+        self.loss = loss if loss is not None else self.cfg.loss.build(3)
         self.val_actions = val_actions
         self._val: list[tuple[Tensor, Tensor, Tensor]] = []
         self._calibration: list[Tensor] = []  # per batch: Σσ̂, Σ|µ̂ − µg|, count (std units)

@@ -12,10 +12,13 @@ import numpy as np
 import torch
 
 from rlepose.data.keypoints import KeypointSpec
-from rlepose.inference import crop_to_image, predict_crops
+from rlepose.data.transforms import crop_to_image
+from rlepose.inference.flip import predict_crops
 from rlepose.models.heads import gaussian_heatmaps, heatmap_mse_loss
 from rlepose.models.pose_model import build_pose_model
-from rlepose.training.config import ExperimentConfig, config_from_dict, config_to_dict
+from rlepose.config import ExperimentConfig, config_from_dict, config_to_dict
+
+__all__ = ["skip_nonfinite", "apply_flow_warmup", "lr_factor", "PoseModule"]
 
 
 log = logging.getLogger(__name__)
@@ -35,8 +38,8 @@ def skip_nonfinite(module: L.LightningModule, loss: torch.Tensor) -> None:
 def apply_flow_warmup(module: L.LightningModule) -> None:
     """At each epoch's start: the RLE flow's gradient on µ̂ off during the flow warm-up
     (:meth:`ExperimentConfig.flow_warmup_epochs`)."""
-    if hasattr(module.loss, "flow_grad"):
-        module.loss.flow_grad = 0.0 if module.current_epoch < module.cfg.flow_warmup_epochs() else 1.0
+    if module.loss is not None:
+        module.loss.set_flow_warmup(module.current_epoch < module.cfg.flow_warmup_epochs())
 
 
 def lr_factor(step: int, schedule: str, total_steps: int, warmup_steps: int = 0,
@@ -55,7 +58,7 @@ class PoseModule(L.LightningModule):
     """Batches are dicts from :class:`rlepose.data.datasets.TopDownDataset`."""
 
     def __init__(self, config: dict, spec: KeypointSpec | None = None,
-                 evaluator: Callable | None = None) -> None:
+                 evaluator: Callable | None = None, loss: torch.nn.Module | None = None) -> None:
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.cfg: ExperimentConfig = config_from_dict(config)
@@ -67,7 +70,7 @@ class PoseModule(L.LightningModule):
             raise ValueError("the heatmap head trains with loss.name: heatmap_mse, and only it does "
                              f"(got head={self.cfg.model.head!r}, loss={self.cfg.loss.name!r})")
         if not self.model.is_heatmap:
-            self.loss = self.cfg.loss.build(self.cfg.model.dim)
+            self.loss = loss if loss is not None else self.cfg.loss.build(self.cfg.model.dim)
         self.spec = spec
         self.evaluator = evaluator
         self._val_outputs: list[dict] = []

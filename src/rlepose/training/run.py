@@ -19,23 +19,16 @@ from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import TopDownTransform
 from rlepose.evaluation.evaluators import CocoEvaluator, H36MEvaluator, MpiiEvaluator
 from rlepose.models.checkpoint import load_backbone, read_checkpoint, save_atomic
-from rlepose.training.config import ExperimentConfig, LossConfig, config_to_dict
+from rlepose.config import ExperimentConfig, LossConfig, config_to_dict, keypoint_spec, upgrade_loss_section
 from rlepose.training.lifting import LiftingModule, lifting_tensors
 from rlepose.training.module import PoseModule
 from rlepose.files import write_json
 
+__all__ = ["load_split", "ResumableLoader", "AtomicCheckpointIO", "val_loader", "checkpoint_paths",
+           "lifting_set", "lifting_sets", "train", "heldout_arrays", "heldout_predictions",
+           "init_from_checkpoint", "load_module", "evaluate"]
+
 log = logging.getLogger(__name__)
-
-
-def keypoint_spec(cfg: ExperimentConfig) -> KeypointSpec:
-    if cfg.data.keypoints:
-        spec = KeypointSpec.from_dict(cfg.data.keypoints)
-    else:
-        spec = {"mpii": MPII_KEYPOINTS, "h36m": H36M_KEYPOINTS}.get(cfg.data.format, COCO_KEYPOINTS)
-    if spec.num_joints != cfg.model.num_joints:
-        raise DataError(f"model.num_joints = {cfg.model.num_joints} but the keypoint set "
-                        f"'{spec.name}' has {spec.num_joints} joints")
-    return spec
 
 
 def _check_root(cfg: ExperimentConfig) -> None:
@@ -232,10 +225,10 @@ def _lifting_loaders(cfg: ExperimentConfig, train_set: PoseSet | None, val_set: 
     return loaders
 
 
-def _train_lifting(cfg: ExperimentConfig, resume: str | None, **trainer_kwargs):
+def _train_lifting(cfg: ExperimentConfig, resume: str | None, loss=None, **trainer_kwargs):
     out_dir = _start(cfg)
     train_set, val_set = lifting_sets(cfg)
-    module = LiftingModule.from_config(cfg, val_actions=val_set.action)
+    module = LiftingModule.from_config(cfg, val_actions=val_set.action, loss=loss)
     x, y = lifting_tensors(train_set)
     module.normalizer.fit(x.numpy(), y.numpy())
     train_loader, val_data = _lifting_loaders(cfg, train_set, val_set)
@@ -244,11 +237,13 @@ def _train_lifting(cfg: ExperimentConfig, resume: str | None, **trainer_kwargs):
     return module, trainer
 
 
-def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs):
-    """Train per ``cfg``; ``resume``: a checkpoint path, or "last" for ``out_dir/name/checkpoints/last.ckpt``.
-    Returns the trained module and the Lightning trainer."""
+def train(cfg: ExperimentConfig, resume: str | None = None, loss=None, **trainer_kwargs):
+    """Train per ``cfg``; ``resume``: a checkpoint path, or "last" for ``out_dir/name/checkpoints/last.ckpt``;
+    ``loss``: a loss module to train with instead of the one ``cfg.loss`` builds (its parameters
+    must have the names of that one's, so that checkpoints load). Returns the trained module and
+    the Lightning trainer."""
     if cfg.task == "lifting":
-        return _train_lifting(cfg, resume, **trainer_kwargs)
+        return _train_lifting(cfg, resume, loss, **trainer_kwargs)
     out_dir = _start(cfg)
     spec = keypoint_spec(cfg)
     train_instances, _ = load_split(cfg, spec, "train")
@@ -259,7 +254,7 @@ def train(cfg: ExperimentConfig, resume: str | None = None, **trainer_kwargs):
                                    num_workers=cfg.data.num_workers, collate_fn=collate_skip_none,
                                    persistent_workers=cfg.data.num_workers > 0)
     val_data, evaluator = val_loader(cfg, spec)
-    module = PoseModule.from_config(cfg, spec=spec, evaluator=evaluator)
+    module = PoseModule.from_config(cfg, spec=spec, evaluator=evaluator, loss=loss)
     if cfg.pretrained:
         report = load_backbone(module.model.backbone, cfg.pretrained)
         # a partly covered backbone trains the rest from scratch: worth a warning
@@ -322,9 +317,9 @@ def init_from_checkpoint(module, checkpoint: str | Path, trust: bool = False) ->
     ckpt = read_checkpoint(path, trust=trust)
     stored = ckpt.get("hyper_parameters", {}).get("config", {}).get("loss")
     if stored is not None:
-        theirs, ours = LossConfig(**stored), module.cfg.loss
-        for key in ("name", "form", "scale", "standardize", "flow_base_std"):
-            resolve = {"scale": LossConfig.resolved_scale, "flow_base_std": LossConfig.resolved_flow_base_std}
+        theirs, ours = LossConfig(**upgrade_loss_section(stored)), module.cfg.loss
+        for key in ("name", "q", "flow_base_std"):
+            resolve = {"flow_base_std": LossConfig.resolved_flow_base_std}
             a, b = (resolve[key](c) if key in resolve else getattr(c, key) for c in (theirs, ours))
             if a != b:
                 raise ValueError(f"{path} was trained with loss.{key}={a!r} but this config has {b!r}: "

@@ -7,7 +7,7 @@ as (x, y, w, h) pixels, scores (M,))``.
   ``dets`` (1, N, 5) = (x1, y1, x2, y2, score) or raw YOLOX head outputs (1, A, 5 + C) decoded on
   the stride-8/16/32 grids and filtered by score and NMS here.
 * :class:`HOGDetector` — OpenCV's HOG + linear SVM people detector, offline and weak (it wants
-  upright people at least 128 px tall; see the README for its measured recall).
+  upright people at least 128 px tall, and misses many).
 * :func:`build_detector` — by name: ``yolox-tiny``, ``yolox-s``, ``yolox-m``, ``yolox-l``,
   ``yolox-x`` (downloaded on first use, see :mod:`rlepose.hub`), ``hog``, or a path to an
   ``.onnx`` YOLOX file.
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+__all__ = ["NoDetectorError", "nms", "box_iou_xywh", "YOLOXDetector", "HOGDetector", "build_detector"]
 
 
 class NoDetectorError(RuntimeError):

@@ -17,6 +17,8 @@ from torch import Tensor, nn
 
 from rlepose.models.pose_model import TopDownPoseModel
 
+__all__ = ["InferenceGraph", "export_onnx", "read_onnx_metadata", "cached_onnx", "export_checkpoint"]
+
 
 class InferenceGraph(nn.Module):
     """``images → (keypoints, joint_confidence)`` for every head type."""
@@ -66,27 +68,49 @@ def read_onnx_metadata(path: str | Path) -> dict:
     return json.loads(meta["rlepose"]) if "rlepose" in meta else {}
 
 
-class OnnxBackend:
-    """ONNX Runtime session with the same call as the PyTorch path: (N, 3, H, W) float32 →
-    (keypoints, joint_confidence) as tensors."""
+def _checkpoint_stamp(path: Path) -> dict:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None) -> None:
-        import onnxruntime as ort
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
-        self.session = ort.InferenceSession(str(path), providers=providers or ort.get_available_providers())
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if "rlepose" not in meta:
-            raise ValueError(f"{path} was not exported by rlepose (no 'rlepose' metadata)")
-        self.metadata = json.loads(meta["rlepose"])
+def cached_onnx(checkpoint: str | Path, onnx_path: str | Path | None = None, trust: bool = False) -> Path:
+    """The ONNX inference graph of ``checkpoint``: ``onnx_path`` (default: beside the checkpoint,
+    same name with ``.onnx``) when it was exported from this very file (size and modification
+    time recorded in its metadata), otherwise exported there now. A checkpoint in a folder that
+    cannot be written gets its graph under ``$RLEPOSE_HOME/onnx`` instead."""
+    checkpoint = Path(checkpoint)
+    stamp = _checkpoint_stamp(checkpoint)
+    candidates = [Path(onnx_path)] if onnx_path else [checkpoint.with_suffix(".onnx")]
+    if not onnx_path:
+        from rlepose.hub import home
 
-    takes_numpy = True  # PosePredictor hands it NumPy batches (see PosePredictor.predict_many)
+        candidates.append(home() / "onnx" / f"{checkpoint.stem}-{stamp['size']}-{stamp['mtime_ns']}.onnx")
+    for path in candidates:
+        if path.is_file() and read_onnx_metadata(path).get("source") == stamp:
+            return path
+    for path in candidates:
+        try:
+            return export_checkpoint(checkpoint, path, trust=trust, extra_metadata={"source": stamp})
+        except PermissionError:
+            continue
+    raise PermissionError(f"cannot write the ONNX graph of {checkpoint} to any of {[str(c) for c in candidates]}")
 
-    def __call__(self, images: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
-        if isinstance(images, Tensor):
-            images = images.detach().cpu().numpy()
-        x = np.ascontiguousarray(images, dtype=np.float32)
-        kp, conf = self.session.run(None, {"images": x})
-        return torch.from_numpy(kp), torch.from_numpy(conf)
+
+def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, trust: bool = False,
+                      extra_metadata: dict | None = None) -> Path:
+    """``rlepose export``: a checkpoint's inference graph to ONNX with what a predictor needs in
+    its metadata (input size, keypoint set, config; and ``extra_metadata``), written to a
+    temporary name and renamed."""
+    from dataclasses import asdict
+
+    from rlepose.config import config_to_dict
+    from rlepose.inference.loading import load_pose_model
+
+    loaded = load_pose_model(checkpoint, trust=trust)
+    meta = {"input_size": list(loaded.input_size), "keypoints": asdict(loaded.spec),
+            "config": config_to_dict(loaded.config), **(extra_metadata or {})}
+    out = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
+    tmp = out.with_name(out.name + ".part")
+    export_onnx(loaded.model, tmp, loaded.input_size, meta)
+    tmp.replace(out)
+    return out

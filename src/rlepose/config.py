@@ -12,68 +12,92 @@ from typing import Any
 
 import yaml
 
+from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import TransformConfig
 from rlepose.models.pose_model import ModelConfig
+
+__all__ = ["LossConfig", "upgrade_loss_section", "DataConfig", "TrainConfig", "LiftingConfig",
+           "ExperimentConfig", "ConfigError", "config_from_dict", "keypoint_spec", "config_to_dict",
+           "apply_overrides", "load_config"]
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """``name``: rle, rle_gaussian, dle, l1, l2, laplace_nll, gaussian_nll for regression and
-    integral heads; heatmap_mse for the heatmap head. For rle/rle_gaussian/dle: ``form`` (paper,
-    official or mmpose, see :class:`rlepose.losses.RLELoss`), ``standardize`` (paper form: the
-    normalized likelihood with σ̂ identified as the predicted mean absolute error), and the
-    RealNVP: Lfc × Nn (Table 11), its base standard deviation and identity initialization."""
+    """``name``: a loss of :func:`rlepose.losses.build_loss` (``rle``, ``rle_paper``,
+    ``rle_mmpose``, ``rle_calibrated``, ``dle``, ``l1``, ``l2``, ``laplace_nll``,
+    ``gaussian_nll``) for regression and integral heads; ``heatmap_mse`` for the heatmap head.
+    For RLE: ``q`` (laplace or gaussian), ``beta`` (``rle_calibrated`` only), and the RealNVP:
+    Lfc × Nn (Table 11), its base standard deviation and identity start (None: the loss's own)."""
 
     name: str = "rle"
-    form: str = "paper"
-    scale: str | None = None
-    beta: float | None = None  # None: rlepose.losses.default_beta (0.5 for RLE with scale="q")
-    standardize: bool = False
+    q: str = "laplace"
+    beta: float = 0.5
     flow_layers: int = 3
     flow_width: int = 64
     flow_base_std: float | None = None
     flow_zero_init: bool | None = None
-    log_s_grid: int | None = None
     reduction: str = "mean"
-    # rle/rle_gaussian: epochs during which the flow's term gives µ̂ no gradient (the flow still
-    # trains on the residuals) and µ̂ learns from Q alone. None: until the learning rate first
-    # drops (ExperimentConfig.flow_warmup_epochs); 0: never (the paper's and official training).
-    # Measured: README "Which RLE is the default".
+    # epochs during which the flow's term gives µ̂ no gradient (the flow still trains on the
+    # residuals) and µ̂ learns from Q alone. None: 0 for the published forms (as they trained);
+    # until the learning rate first drops for rle_calibrated (ExperimentConfig.flow_warmup_epochs).
     flow_warmup_epochs: int | None = None
 
-    def resolved_scale(self) -> str:
-        """``scale`` with ``None`` replaced by the loss's default (``q`` for RLE, paper form)."""
-        from rlepose.losses import default_scale
+    def loss_class(self):
+        """The class ``name`` builds (:data:`rlepose.losses.LOSSES`)."""
+        from rlepose.losses import LOSSES
 
-        if self.scale is not None:
-            return self.scale
-        q = {"rle": "laplace", "rle_gaussian": "gaussian"}.get(self.name)
-        return default_scale(self.form, q, self.standardize, self.log_s_grid)
+        if self.name not in LOSSES:
+            raise ConfigError(f"loss.name {self.name!r}: choose from {', '.join(LOSSES)} or heatmap_mse")
+        return LOSSES[self.name]
 
     def resolved_flow_base_std(self) -> float:
-        from rlepose.losses import FLAT_START_STD
-
-        if self.flow_base_std is not None:
-            return self.flow_base_std
-        return FLAT_START_STD if self.name != "dle" and self.resolved_scale() == "q" else 1.0
+        """``flow_base_std``, or the loss's default when unset."""
+        return self.flow_base_std if self.flow_base_std is not None else self.loss_class().flow_base_std
 
     def build(self, dim: int):
-        """The loss module for D = ``dim`` (with its RealNVP of Lfc × Nn for rle/rle_gaussian/dle;
-        base std and identity start default to the flat start for ``scale="q"``)."""
-        from rlepose.losses import build_loss, default_flow
+        """The loss module for D = ``dim``, with its RealNVP of Lfc × Nn for RLE and DLE."""
+        from rlepose.losses import CalibratedRLELoss, DLELoss, FlowLoss
 
-        kwargs: dict = {}
-        if self.name in ("rle", "rle_gaussian", "dle"):
-            kwargs["flow"] = default_flow(dim, self.resolved_scale(), self.flow_layers, self.flow_width,
-                                          self.flow_base_std, self.flow_zero_init)
-            kwargs["form"] = self.form
-            if self.name != "dle":
-                kwargs["scale"] = self.resolved_scale()
-                kwargs["beta"] = self.beta
-                kwargs["standardize"] = self.standardize
-                if self.log_s_grid:
-                    kwargs["log_s_grid"] = self.log_s_grid
-        return build_loss(self.name, dim=dim, reduction=self.reduction, **kwargs)
+        cls = self.loss_class()
+        if not issubclass(cls, FlowLoss):
+            return cls(reduction=self.reduction)
+        flow = cls.default_flow(dim, self.flow_layers, self.flow_width, self.flow_base_std, self.flow_zero_init)
+        if cls is DLELoss:
+            return cls(dim=dim, flow=flow, reduction=self.reduction)
+        if cls is CalibratedRLELoss:
+            return cls(dim=dim, q=self.q, flow=flow, beta=self.beta, reduction=self.reduction)
+        return cls(dim=dim, q=self.q, flow=flow, reduction=self.reduction)
+
+
+def upgrade_loss_section(section: dict) -> dict:
+    """A loss section written with the keys ``form``/``scale``/``standardize``/``log_s_grid``
+    (the schema some checkpoints store) in the names of :data:`rlepose.losses.LOSSES`: ``form="official"`` is
+    ``rle``, ``"mmpose"`` ``rle_mmpose``; the paper form is ``rle_paper`` with ``scale="joint"``
+    and ``rle_calibrated`` otherwise; ``rle_gaussian`` is ``q="gaussian"``. Other sections are
+    returned as they are."""
+    old_keys = {"form", "scale", "standardize", "log_s_grid"}
+    if not old_keys & set(section) and section.get("name") != "rle_gaussian":
+        return section
+    out = {k: v for k, v in section.items() if k not in old_keys}
+    name = section.get("name", "rle")
+    if name in ("rle", "rle_gaussian"):
+        out["q"] = "gaussian" if name == "rle_gaussian" else "laplace"
+        form = section.get("form") or "paper"
+        if section.get("standardize"):
+            out["name"] = "rle_standardized"  # benchmarks/experimental_losses.py
+        elif section.get("log_s_grid"):
+            out["name"], out["log_s_grid"] = "rle_log_s", section["log_s_grid"]
+        elif form == "official":
+            out["name"] = "rle"
+        elif form == "mmpose":
+            out["name"] = "rle_mmpose"
+        else:
+            out["name"] = "rle_paper" if section.get("scale") == "joint" else "rle_calibrated"
+        if out["name"] == "rle_calibrated":
+            out["beta"] = 0.5 if section.get("beta") is None else section["beta"]
+        else:
+            out.pop("beta", None)
+    return out
 
 
 @dataclass(frozen=True)
@@ -140,8 +164,8 @@ class TrainConfig:
     seed: int = 0
     val_every: int = 10
     flip_test: bool = True
-    # weights and images in the channels-last memory format: measured faster in training on
-    # the CPU (benchmarks/train_speed.py: ResNet-18 ×1.08; a probe of MobileNetV2 steps: ×1.5) and on recent GPUs
+    # weights and images in the channels-last memory format (faster convolutions on CPUs and recent
+    # GPUs; benchmarks/train_speed.py measures it)
     channels_last: bool = True
     limit_train_batches: float | int = 1.0
     max_steps: int = -1
@@ -179,19 +203,23 @@ class ExperimentConfig:
     init_from: str | None = None
 
     def flow_warmup_epochs(self) -> int:
-        """``loss.flow_warmup_epochs`` resolved: when unset, the first milestone of a top-down
-        step schedule, or half the epochs where the rate decays smoothly (cosine, lifting's
-        per-epoch ×gamma); always 0 for losses without a flow, and for DLE, which has no Q to
-        train µ̂ meanwhile."""
+        """``loss.flow_warmup_epochs`` resolved: when unset, 0 for the published forms, and for
+        ``rle_calibrated`` the first milestone of a top-down step schedule, or half the epochs
+        where the rate decays smoothly (cosine, lifting's per-epoch ×gamma); always 0 for losses
+        without a flow, and for DLE, which has no Q to train µ̂ meanwhile."""
         loss, tc = self.loss, self.train
+        from rlepose.losses import FLOW_LOSSES
+
         if loss.name == "dle" and loss.flow_warmup_epochs:
             raise ConfigError("loss.flow_warmup_epochs: DLE has no Q, so µ̂ would get no gradient during the warm-up")
-        if loss.name not in ("rle", "rle_gaussian"):
+        if loss.name not in FLOW_LOSSES:
             return 0
         if loss.flow_warmup_epochs is not None:
             if loss.flow_warmup_epochs < 0:
                 raise ConfigError(f"loss.flow_warmup_epochs must be >= 0, got {loss.flow_warmup_epochs}")
             return loss.flow_warmup_epochs
+        if loss.name != "rle_calibrated":
+            return 0
         if self.task == "topdown" and tc.schedule == "step" and tc.milestones:
             return min(tc.milestones)
         return tc.epochs // 2
@@ -224,6 +252,8 @@ def config_from_dict(d: dict) -> ExperimentConfig:
     d = dict(d or {})
     kwargs: dict[str, Any] = {}
     for key, value in d.items():
+        if key == "loss" and isinstance(value, dict):
+            value = upgrade_loss_section(value)
         if key in _SECTIONS:
             kwargs[key] = _build(_SECTIONS[key], value or {}, key)
         elif key in ("name", "pretrained", "task", "init_from"):
@@ -231,10 +261,28 @@ def config_from_dict(d: dict) -> ExperimentConfig:
         else:
             raise ConfigError(f"unknown top-level key {key!r}; allowed: name, task, pretrained, init_from, {', '.join(_SECTIONS)}")
     cfg = ExperimentConfig(**kwargs)
+    if cfg.loss.name != "heatmap_mse":
+        cfg.loss.loss_class()  # checks the name
+    if cfg.loss.beta != LossConfig.beta and cfg.loss.name != "rle_calibrated":
+        raise ConfigError(f"loss.beta is a setting of rle_calibrated, not of {cfg.loss.name}")
     if cfg.task not in ("topdown", "lifting"):
         raise ConfigError(f"unknown task {cfg.task!r}: topdown or lifting")
     cfg.flow_warmup_epochs()  # validates
     return cfg
+
+
+def keypoint_spec(cfg: ExperimentConfig) -> KeypointSpec:
+    """The keypoint set of ``cfg``: ``data.keypoints`` when given, else its data format's."""
+    from rlepose.data.h36m import H36M_KEYPOINTS
+
+    if cfg.data.keypoints:
+        spec = KeypointSpec.from_dict(cfg.data.keypoints)
+    else:
+        spec = {"mpii": MPII_KEYPOINTS, "h36m": H36M_KEYPOINTS}.get(cfg.data.format, COCO_KEYPOINTS)
+    if spec.num_joints != cfg.model.num_joints:
+        raise ConfigError(f"model.num_joints = {cfg.model.num_joints} but the keypoint set "
+                          f"'{spec.name}' has {spec.num_joints} joints")
+    return spec
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict:

@@ -1,5 +1,5 @@
-"""``rlepose predict`` and ``rlepose export`` behind the CLI: images, folders, videos or a camera
-in, COCO-format results (and drawn images or a drawn video) out."""
+"""Images, folders, videos or a camera in; COCO-format results (and drawn images or a drawn
+video) out: what ``rlepose predict`` runs."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rlepose.data.datasets import DataError, read_image
+from rlepose.data.io import DataError, read_image
 from rlepose.files import write_json
+
+__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "is_video_source", "collect_images", "load_boxes",
+           "predict_files", "predict_video"]
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -73,22 +76,17 @@ def load_boxes(path: str | Path, images: list[Path], threshold: float = 0.0) -> 
     return {img: (np.array([b for b, _ in v], float), np.array([s for _, s in v], float)) for img, v in found.items()}
 
 
-def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: str | Path, boxes_file=None,
-                  box_score_threshold: float = 0.0, render_dir=None, backend: str = "auto", onnx_path=None,
-                  flip_test: bool = True, trust: bool = False, device: str | None = None,
-                  precision: str = "fp32", detector=None) -> dict:
-    """Predict on every image; results are written after each image, so a failure later never
-    loses what was computed. Unreadable images are reported and skipped. ``backend``: auto,
-    torch or onnxruntime (see :mod:`rlepose.api`); the summary names the one that ran. Person
-    boxes: ``boxes_file`` (COCO detection results), else ``detector`` (image → boxes, scores,
-    see :mod:`rlepose.detection`), else the whole image."""
-    from rlepose.api import PosePredictor
+def predict_files(predictor, inputs: list[str | Path], out_file: str | Path,
+                  boxes: dict[Path, tuple[np.ndarray, np.ndarray]] | None = None, detector=None,
+                  render_dir: str | Path | None = None) -> dict:
+    """Poses on every image of ``inputs`` (files, folders) with ``predictor``
+    (:class:`rlepose.inference.PosePredictor`); COCO keypoint results are rewritten to
+    ``out_file`` after each image, so a failure later never loses what was computed; unreadable
+    images are reported and skipped. Person boxes: ``boxes`` (:func:`load_boxes`), else
+    ``detector`` (image → boxes, scores), else the whole image. ``render_dir``: drawn images."""
     from rlepose.visualize import draw_poses
 
-    predictor = PosePredictor.from_checkpoint(checkpoint, flip_test=flip_test, backend=backend, onnx_path=onnx_path,
-                                              trust=trust, device=device, precision=precision)
     images = collect_images(inputs)
-    boxes = load_boxes(boxes_file, images, box_score_threshold) if boxes_file else None
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     results, failed, done = [], [], 0
@@ -105,10 +103,7 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: st
         else:
             b, s = boxes[img_path] if boxes is not None else detector(image) if detector is not None else (None, None)
             people = predictor.predict(image, b, s) if b is None or len(b) else []
-        for p in people:
-            flat = np.concatenate([p["keypoints"], p["joint_confidence"][:, None]], 1).ravel()
-            results.append({"image_id": image_id, "file_name": img_path.name, "category_id": 1,
-                            "keypoints": [float(v) for v in flat], "score": float(p["score"]), "bbox": p["bbox"]})
+        results += [{**p.to_coco(image_id), "file_name": img_path.name} for p in people]
         if render_dir:
             Path(render_dir).mkdir(parents=True, exist_ok=True)
             drawn = draw_poses(image, people, predictor.spec)
@@ -117,28 +112,7 @@ def predict_files(checkpoint: str | Path, inputs: list[str | Path], out_file: st
         write_json(out_file, results)  # atomic: the file always holds every finished image
     if not done:
         write_json(out_file, results)
-    return {"images": done, "persons": len(results), "failed": failed, "backend": predictor.describe()}
-
-
-def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, trust: bool = False,
-                      extra_metadata: dict | None = None) -> Path:
-    """``rlepose export``: a checkpoint's inference graph to ONNX with the predictor's metadata
-    (and ``extra_metadata``), written to a temporary name and renamed."""
-    from dataclasses import asdict
-
-    from rlepose.export import export_onnx
-    from rlepose.training.run import keypoint_spec, load_module
-
-    module = load_module(checkpoint, trust=trust)
-    if module.cfg.task != "topdown":
-        raise ValueError("export supports top-down image models")
-    meta = {"input_size": list(module.cfg.transform.input_size), "keypoints": asdict(keypoint_spec(module.cfg)),
-            "config": module.hparams["config"], **(extra_metadata or {})}
-    out = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
-    tmp = out.with_name(out.name + ".part")
-    export_onnx(module.model.eval(), tmp, tuple(module.cfg.transform.input_size), meta)
-    tmp.replace(out)
-    return out
+    return {"images": done, "persons": len(results), "failed": failed}
 
 
 def predict_video(predictor, source: str | Path, out_file: str | Path, render: str | Path | None = None,
@@ -193,11 +167,7 @@ def predict_video(predictor, source: str | Path, out_file: str | Path, render: s
             people = predictor.predict_many(frames, [d[0] for d in detections], [d[1] for d in detections])
             for offset, (frame, persons) in enumerate(zip(frames, people)):
                 index = done + offset
-                for p in persons:
-                    flat = np.concatenate([p["keypoints"], p["joint_confidence"][:, None]], 1).ravel()
-                    results.append({"frame": index, "time_s": round(index / fps, 4), "image_id": index,
-                                    "category_id": 1, "keypoints": [float(v) for v in flat],
-                                    "score": float(p["score"]), "bbox": p["bbox"]})
+                results += [{"frame": index, "time_s": round(index / fps, 4), **p.to_coco(index)} for p in persons]
                 if render:
                     if writer is None:
                         Path(render).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,46 @@
+"""A trained top-down model for inference, from any rlepose checkpoint (training, converted or
+compact), without Lightning and without building the loss or its flow.
+
+>>> from rlepose.inference import load_pose_model
+>>> loaded = load_pose_model("runs/coco_res50_rle/checkpoints/last.ckpt")  # doctest: +SKIP
+>>> loaded.model.inference(images)["keypoints"]                           # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlepose.config import ExperimentConfig, config_from_dict, keypoint_spec
+from rlepose.data.keypoints import KeypointSpec
+from rlepose.models.checkpoint import read_checkpoint
+from rlepose.models.pose_model import TopDownPoseModel, build_pose_model
+
+__all__ = ["LoadedPoseModel", "load_pose_model"]
+
+
+@dataclass
+class LoadedPoseModel:
+    """The network (eval mode, on the CPU), its config, keypoint set and input size (H, W)."""
+
+    model: TopDownPoseModel
+    config: ExperimentConfig
+    spec: KeypointSpec
+    input_size: tuple[int, int]
+
+
+def load_pose_model(path: str | Path, trust: bool = False) -> LoadedPoseModel:
+    """The top-down network stored in ``path``, strictly (every weight present, none left over).
+    The file runs no code when read unless ``trust`` (:func:`rlepose.models.checkpoint.read_checkpoint`)."""
+    ckpt = read_checkpoint(path, trust=trust)
+    try:
+        config = ckpt["hyper_parameters"]["config"]
+    except (KeyError, TypeError):
+        raise ValueError(f"{path} holds no rlepose config: train with rlepose, or convert the file "
+                         "with `rlepose convert`") from None
+    cfg = config_from_dict(config)
+    if cfg.task != "topdown":
+        raise ValueError(f"{path} is a {cfg.task} model; inference on images needs a top-down model")
+    model = build_pose_model(cfg.model)
+    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(state)
+    return LoadedPoseModel(model.eval(), cfg, keypoint_spec(cfg), tuple(cfg.transform.input_size))

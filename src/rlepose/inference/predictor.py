@@ -1,0 +1,197 @@
+"""Top-down pose estimation on whole images, as a Python API.
+
+>>> from rlepose import PosePredictor
+>>> predictor = PosePredictor.from_pretrained("rle-res50-coco")      # doctest: +SKIP
+>>> people = predictor("photo.jpg")        # people found by YOLOX-s  # doctest: +SKIP
+>>> people = predictor("photo.jpg", boxes=[[10, 20, 100, 200]])  # your boxes  # doctest: +SKIP
+>>> people[0].keypoints, people[0].joint_confidence, people[0].score  # doctest: +SKIP
+
+Backends (``backend=``, :mod:`rlepose.inference.backends`): ``onnxruntime`` runs the exported
+graph (exported and cached on first use), ``torch`` the model eagerly; ``auto`` chooses.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlepose.data.io import read_image
+from rlepose.data.keypoints import KeypointSpec
+from rlepose.data.transforms import crop_boxes, crop_to_image, crops_to_array, crops_to_tensor
+from rlepose.evaluation.coco import rescore
+from rlepose.inference.backends import OnnxBackend, TorchBackend, choose_backend
+from rlepose.inference.flip import with_flip
+
+__all__ = ["PoseResult", "PosePredictor"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PoseResult:
+    """One person: ``bbox`` (x, y, w, h) image pixels, ``keypoints`` (K, 2) image pixels,
+    ``joint_confidence`` (K,) (``1 − mean_d σ̂``), ``score`` (box score × mean joint confidence
+    above 0.2, as in COCO evaluation) and ``box_score`` (the detector's, 1 for given boxes)."""
+
+    bbox: list[float]
+    keypoints: np.ndarray
+    joint_confidence: np.ndarray
+    score: float
+    box_score: float = 1.0
+
+    def to_coco(self, image_id) -> dict:
+        """The COCO keypoint-results record of this person in image ``image_id``."""
+        flat = np.concatenate([self.keypoints[:, :2], self.joint_confidence[:, None]], 1).ravel()
+        return {"image_id": image_id, "category_id": 1, "keypoints": [float(v) for v in flat],
+                "score": float(self.score), "bbox": [float(v) for v in self.bbox]}
+
+
+class PosePredictor:
+    """Top-down inference on whole images: crop each box, run the model with the flip test in
+    the same batch, map back to image pixels, score each person as in evaluation."""
+
+    def __init__(self, backend, spec: KeypointSpec, input_size: tuple[int, int], flip_test: bool = True,
+                 batch_size: int = 32, backend_name: str = "custom", detector="yolox-s") -> None:
+        self.backend, self.spec, self.input_size = backend, spec, tuple(input_size)
+        self._detector = detector  # a name (built on first use), a callable, or None
+        self.backend_name = backend_name
+        self.flip_test = flip_test and bool(spec.flip_pairs)
+        self.batch_size = batch_size
+        self._perm = spec.flip_permutation()
+
+    @classmethod
+    def from_pretrained(cls, name: str, flip_test: bool = True, backend: str = "auto",
+                        detector="yolox-s") -> "PosePredictor":
+        """A published model by name (``rlepose models`` lists them), downloaded, checked and
+        converted on first use and cached under ``$RLEPOSE_HOME`` (see :mod:`rlepose.hub`)."""
+        from rlepose.hub import pretrained_checkpoint
+
+        return cls.from_checkpoint(pretrained_checkpoint(name), flip_test=flip_test, backend=backend,
+                                   detector=detector)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, flip_test: bool = True, backend: str = "auto",
+                        onnx_path: str | Path | None = None, trust: bool = False, device: str | None = None,
+                        precision: str = "fp32", optimize: bool = True, compile: bool = False,
+                        detector="yolox-s") -> "PosePredictor":
+        """From a training checkpoint. ``backend``: see the module docstring; with
+        ``onnxruntime`` the graph is ``onnx_path`` or exported beside the checkpoint on first use
+        (:func:`cached_onnx`). ``device``, ``precision``, ``optimize``, ``compile``: the ``torch``
+        backend's (see :class:`TorchBackend`). ``detector``: finds people when no boxes are given
+        (a name for :func:`rlepose.inference.detectors.build_detector`, fetched on first use; a callable
+        image → (boxes, scores); or None for the whole image). The checkpoint runs no code when read unless ``trust``
+        (see ``read_checkpoint``)."""
+        name = choose_backend(backend, device, precision)
+        if name == "onnxruntime":
+            from rlepose.inference.export import cached_onnx
+
+            return cls.from_onnx(cached_onnx(path, onnx_path, trust=trust), flip_test, detector=detector)
+        from rlepose.inference.loading import load_pose_model
+
+        loaded = load_pose_model(path, trust=trust)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        runner = TorchBackend(loaded.model, loaded.input_size, device=device, optimize=optimize, precision=precision,
+                              compile=compile)
+        return cls(runner, loaded.spec, loaded.input_size, flip_test, backend_name="torch", detector=detector)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, flip_test: bool = True, detector="yolox-s") -> "PosePredictor":
+        backend = OnnxBackend(path)
+        meta = backend.metadata
+        return cls(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"], flip_test,
+                   backend_name="onnxruntime", detector=detector)
+
+    @property
+    def detector(self):
+        """The person detector (built on first use from its name), or None."""
+        if isinstance(self._detector, str):
+            from rlepose.inference.detectors import build_detector
+
+            self._detector = build_detector(self._detector)
+        return self._detector
+
+    def describe(self) -> str:
+        """One line saying what runs, e.g. for the CLI."""
+        where = getattr(self.backend, "device", None)
+        precision = getattr(self.backend, "precision", "fp32")
+        return f"backend {self.backend_name}" + (f" on {where}" if where is not None else "") + \
+            (f" in {precision}" if precision != "fp32" else "") + \
+            f", input {self.input_size[1]}×{self.input_size[0]}, flip test {'on' if self.flip_test else 'off'}"
+
+    def _backend_outputs(self, images) -> dict[str, Tensor]:
+        keypoints, joint_confidence = self.backend(images)
+        return {"keypoints": keypoints, "joint_confidence": joint_confidence}
+
+    def _run(self, images: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Crops (N, 3, H, W) → keypoints (N, K, D), joint confidences (N, K); with the flip
+        test the mirrored crops go through in the same batch as the originals."""
+        kps, confs = [], []
+        step = max(1, self.batch_size // 2) if self.flip_test else self.batch_size
+        for i in range(0, len(images), step):
+            chunk = images[i : i + step]
+            if self.flip_test:
+                out = with_flip(self._backend_outputs, chunk, self._perm)
+            else:
+                out = self._backend_outputs(chunk)
+            kps.append(out["keypoints"].float().numpy())
+            confs.append(out["joint_confidence"].float().numpy())
+        return np.concatenate(kps), np.concatenate(confs)
+
+    def predict_many(self, images: list[np.ndarray], boxes: list, box_scores: list | None = None) -> list[list[PoseResult]]:
+        """Several images (e.g. video frames) at once, their crops batched together;
+        ``boxes[i]`` and ``box_scores[i]`` as in :meth:`predict`. Returns one list per image."""
+        box_scores = box_scores if box_scores is not None else [None] * len(images)
+        crops, matrices, owners, all_boxes, all_scores = [], [], [], [], []
+        for i, (image, b, s) in enumerate(zip(images, boxes, box_scores)):
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+            h, w = image.shape[:2]
+            b = np.array([[0.0, 0.0, w, h]]) if b is None or len(b) == 0 else np.asarray(b, float)
+            if b.ndim != 2 or b.shape[1] != 4 or (b[:, 2:] <= 0).any() or not np.isfinite(b).all():
+                raise ValueError(f"boxes must be (M, 4) as (x, y, w, h) with positive sizes, got {b.tolist()}")
+            c, m = crop_boxes(image, b, self.input_size)
+            crops.append(c)
+            matrices.append(m)
+            owners += [i] * len(b)
+            all_boxes.append(b)
+            all_scores.append(np.ones(len(b)) if s is None else np.asarray(s, float))
+        # ONNX Runtime gets arrays made in NumPy: a torch op on the batch would leave torch's
+        # OpenMP threads spinning on the cores ONNX Runtime then needs (one person: 88 → 76–81 ms in
+        # benchmarks/inference_speed.py)
+        to_batch = crops_to_array if getattr(self.backend, "takes_numpy", False) else crops_to_tensor
+        kps, joint_conf = self._run(to_batch(np.concatenate(crops)))
+        keypoints = crop_to_image(kps, np.concatenate(matrices), self.input_size)
+        out: list[list[PoseResult]] = [[] for _ in images]
+        for owner, box, kp, c, s in zip(owners, np.concatenate(all_boxes), keypoints, joint_conf,
+                                        np.concatenate(all_scores)):
+            out[owner].append(PoseResult(box.tolist(), kp, c, float(rescore(c, s)), float(s)))
+        return out
+
+    def predict(self, image: np.ndarray | str | Path, boxes=None, box_scores=None) -> list[PoseResult]:
+        """Persons in ``image`` (an RGB uint8 array or a path) inside ``boxes`` (M, 4) as
+        (x, y, w, h) pixels; None → the whole image as one box (use ``predictor(image)`` to
+        detect people). Returns a :class:`PoseResult` per box."""
+        if not isinstance(image, np.ndarray):
+            image = read_image(Path(image))
+        return self.predict_many([image], [boxes], [box_scores])[0]
+
+    def __call__(self, image: np.ndarray | str | Path, boxes=None, box_scores=None) -> list[PoseResult]:
+        """Like :meth:`predict`, but without ``boxes`` the detector finds the people (an empty
+        list when it finds none). Raises :class:`rlepose.inference.detectors.NoDetectorError` when no
+        detector is set or available."""
+        if not isinstance(image, np.ndarray):
+            image = read_image(Path(image))
+        if boxes is None:
+            if self.detector is None:
+                from rlepose.inference.detectors import NoDetectorError
+
+                raise NoDetectorError("no person detector: give boxes, or build the predictor with detector='hog', "
+                                      "'yolox-s' or a callable")
+            boxes, box_scores = self.detector(image)
+            if len(boxes) == 0:
+                return []
+        return self.predict(image, boxes, box_scores)
