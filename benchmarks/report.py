@@ -88,6 +88,10 @@ def toy_table(name: str, data: dict) -> list[str]:
     return lines
 
 
+SCRIPTS = {"inference_speed": "inference_speed.py", "train_speed": "train_speed.py", "loss_speed": "loss_speed.py",
+           "precision": "precision.py"}
+
+
 def _value(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -98,7 +102,8 @@ def _value(v) -> str:
 
 def generic_table(name: str, data: dict) -> list[str]:
     """Speed benchmarks: their scalar settings, each list of row dicts as a table, and ratios."""
-    lines = [f"## {name}", ""]
+    script = next((f"benchmarks/{v}" for k, v in SCRIPTS.items() if name.startswith(k)), "")
+    lines = [f"## {name}", ""] + ([f"`{script}`", ""] if script else [])
     scalars = {k: v for k, v in data.items() if not isinstance(v, (list, dict))}
     if scalars:
         lines += [", ".join(f"{k}: {_value(v)}" for k, v in scalars.items()), ""]
