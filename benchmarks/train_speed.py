@@ -1,108 +1,335 @@
-"""Training throughput: RLE vs L1 (the flow's overhead; the paper calls it negligible), the
-channels-last memory format against the default, and whether the data pipeline holds training
-back (the pipeline alone, and training fed live by the loader at the default worker count
-against training on pre-loaded batches), as ratios measured in one run on one machine.
+"""Training speed, every part of it, in one run on one machine: resident training steps (batches
+already on the device: the compute ceiling), the loss alone, one training sample against a bare
+decode + warp, the data pipeline at N workers, and ``rlepose train`` end to end.
 
-    python benchmarks/train_speed.py [--backbone resnet18] [--input 128 96] [--steps 20] [--batch 32]
+    python benchmarks/train_speed.py --device cpu     # the CPU rows (a few minutes on 2 cores)
+    python benchmarks/train_speed.py --device cuda    # every row (about 4 minutes on one H200)
 
-Uses the embedded synthetic dataset (rendered on first use under benchmarks/results/data),
-the real loader and transform (train augmentation), Adam over model + loss parameters.
+Rows:
+
+* ``step``: Adam steps over model + loss on random batches resident on the device, images/s;
+  ResNet + FC with L1 and with RLE, the SimpleBaseline heatmap model, HRNet-W32 integral + RLE,
+  at each ``--batches`` × ``--precisions`` (fp32, or bf16 autocast), eager and with
+  ``torch.compile`` of the model (``--compile``); channels-last.
+* ``loss``: forward + backward of the loss alone at N = 32, 64, 256 images × 17 joints, ms
+  (on the CPU on one thread, the unit of the loss's cost target).
+* ``sample``: one training sample on one core (the COCO config's augmentation at ``--input``,
+  uint8 out) against ``cv2.imdecode`` + ``cv2.warpAffine`` of the same photo, ms and ratio.
+* ``pipeline``: the training loader alone at each ``--workers``, images/s.
+* ``train``: ``rlepose.training.run.train`` on the same photos, images/s between two step counts
+  (start-up, compilation and the first batches left out).
+
+Photos: the COCO fixture images (``--photos``, a folder with a COCO keypoints JSON) with their
+annotations repeated to ``--instances`` samples; real photos, so decoding costs what it costs
+on COCO. JSON: every row with its settings, and the ratios the project's goals are stated in.
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import json
+import statistics
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
+from common import device_name, write_json
 from rlepose.data.datasets import TopDownDataset, collate_skip_none, load_coco_instances
 from rlepose.data.keypoints import COCO_KEYPOINTS
-from rlepose.data.synthetic import SyntheticConfig, write_dataset
-from rlepose.data.transforms import TopDownTransform, TransformConfig
-from rlepose.files import write_json
+from rlepose.data.transforms import TopDownTransform, TransformConfig, affine_matrix, box_to_center_size
 from rlepose.losses import build_loss
-from rlepose.models import ModelConfig, build_pose_model
+from rlepose.models.heads import gaussian_heatmaps, heatmap_mse_loss
+from rlepose.models.pose_model import ModelConfig, build_pose_model
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_PHOTOS = ROOT.parent / "shared" / "data" / "fixtures" / "coco"
+#: (row name, model, loss) of the resident steps; HRNet only where asked (slow on a CPU)
+MODELS = {"l1": ("regression", "l1"), "rle": ("regression", "rle"), "heatmap": ("heatmap", "heatmap_mse"),
+          "hrnet_integral_rle": ("integral", "rle")}
 
 
-def loader(data: Path, input_size, batch: int, workers: int) -> DataLoader:
-    instances = load_coco_instances(data / "train.json", data / "train")
-    ds = TopDownDataset(instances, TopDownTransform(TransformConfig(input_size=tuple(input_size)), COCO_KEYPOINTS, True),
-                        seed=0)
-    return DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers, collate_fn=collate_skip_none,
-                      drop_last=True, persistent_workers=workers > 0)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
-def time_pipeline(dl: DataLoader, steps: int) -> float:
-    it = iter(dl)
-    next(it)
+def resident_step(backbone: str, kind: str, batch: int, input_size: tuple[int, int], precision: str,
+                  compile: bool, device: torch.device, steps: int) -> float:
+    """Images/s of Adam steps on one random batch kept on the device."""
+    head, loss_name = MODELS[kind]
+    torch.manual_seed(0)
+    model = build_pose_model(ModelConfig("hrnet_w32" if kind.startswith("hrnet") else backbone, head))
+    model = model.to(device).to(memory_format=torch.channels_last).train()
+    loss = None if head == "heatmap" else build_loss(loss_name, dim=2).to(device)
+    params = [*model.parameters(), *(loss.parameters() if loss is not None else [])]
+    opt = torch.optim.Adam(params, lr=1e-4)
+    images = torch.randn(batch, 3, *input_size, device=device).contiguous(memory_format=torch.channels_last)
+    target = torch.rand(batch, 17, 2, device=device) - 0.5
+    weight = torch.ones(batch, 17, device=device)
+    forward = torch.compile(model) if compile else model
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = forward(images)
+        if head == "heatmap":
+            value = heatmap_mse_loss(out.float(), gaussian_heatmaps(target, tuple(out.shape[-2:])), weight)
+        else:
+            value = loss(out[0].float(), out[1].float(), target, weight)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+
+    for _ in range(3):  # warm-up (and compilation)
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def loss_alone(name: str, n: int, device: torch.device, repeats: int, compile: bool = False) -> float:
+    """Median ms of the loss's forward + backward on n × 17 joints."""
+    torch.manual_seed(0)
+    loss = build_loss(name, dim=2).to(device)
+    mu = (torch.rand(n, 17, 2, device=device) - 0.5).requires_grad_()
+    sigma = (torch.rand(n, 17, 2, device=device) * 0.3 + 0.01).requires_grad_()
+    target = mu.detach() + 0.05 * torch.randn(n, 17, 2, device=device)
+    fn = torch.compile(loss) if compile else loss
+    times = []
+    for i in range(repeats + 5):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn(mu, sigma, target).backward()
+        _sync(device)
+        if i >= 5:
+            times.append(time.perf_counter() - t0)
+        mu.grad = sigma.grad = None
+        loss.zero_grad(set_to_none=True)
+    return 1e3 * statistics.median(times)
+
+
+def keypoint_file(photos: Path) -> Path:
+    """The COCO keypoints JSON in ``photos`` (the first with ``annotations``)."""
+    for path in sorted(photos.glob("*.json")):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and data.get("annotations"):
+            return path
+    raise FileNotFoundError(f"no COCO keypoints JSON in {photos}")
+
+
+def photo_instances(photos: Path, repeat_to: int):
+    """The instances of the photos' COCO file, repeated to ``repeat_to``."""
+    ann = keypoint_file(photos)
+    instances = [i for i in load_coco_instances(ann, photos) if i.visible.sum() > 0]
+    return (instances * (repeat_to // len(instances) + 1))[:repeat_to], ann
+
+
+def sample_vs_bare(instances, input_size: tuple[int, int], repeats: int) -> dict:
+    """One core: a training sample (COCO augmentation, uint8 crop) against imdecode + warpAffine."""
+    cv2.setNumThreads(1)
+    dataset = TopDownDataset(instances, TopDownTransform(TransformConfig(input_size=input_size), COCO_KEYPOINTS,
+                                                         True, uint8=True), seed=0)
+    aspect = input_size[1] / input_size[0]
+
+    def bare(i: int) -> None:
+        inst = instances[i % len(instances)]
+        image = cv2.imdecode(np.fromfile(str(inst.image_path), np.uint8), cv2.IMREAD_COLOR)
+        center, size = box_to_center_size(inst.box, aspect)
+        cv2.warpAffine(image, affine_matrix(center, size, 0.0, input_size), (input_size[1], input_size[0]),
+                       flags=cv2.INTER_LINEAR)
+
+    sample_ms, bare_ms = [], []
+    for i in range(repeats + 5):  # interleaved, so that both see the same machine
+        t0 = time.perf_counter()
+        dataset[i % len(dataset)]
+        t1 = time.perf_counter()
+        bare(i)
+        t2 = time.perf_counter()
+        if i >= 5:
+            sample_ms.append(1e3 * (t1 - t0))
+            bare_ms.append(1e3 * (t2 - t1))
+    cv2.setNumThreads(-1)
+    s, b = statistics.median(sample_ms), statistics.median(bare_ms)
+    return {"sample_ms": s, "bare_decode_warp_ms": b, "ratio": s / b}
+
+
+def pipeline(instances, input_size, batch: int, workers: int, steps: int) -> float:
+    """Images/s of the training loader alone (uint8 crops, the training collate)."""
+    dataset = TopDownDataset(instances, TopDownTransform(TransformConfig(input_size=input_size), COCO_KEYPOINTS,
+                                                         True, uint8=True), seed=0)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
+                                         collate_fn=collate_skip_none, drop_last=True,
+                                         persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+    it = iter(loader)
+    for _ in range(2):
+        next(it)
     t0 = time.perf_counter()
     n = 0
     for _ in range(steps):
-        n += next(it)["image"].shape[0]
+        try:
+            n += next(it)["image"].shape[0]
+        except StopIteration:
+            it = iter(loader)
     return n / (time.perf_counter() - t0)
 
 
-def time_training(dl: DataLoader, loss_name: str, backbone: str, steps: int, channels_last: bool = False,
-                  live: bool = False) -> float:
-    """Images/s of Adam steps; ``live``: batches come from the loader as training runs (its
-    workers share the CPU with training), otherwise they are loaded first."""
-    torch.manual_seed(0)
-    model = build_pose_model(ModelConfig(backbone, "regression")).train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss = build_loss(loss_name, dim=2)
-    opt = torch.optim.Adam([*model.parameters(), *loss.parameters()], lr=1e-3)
-    # pre-loaded: time the step, not the loader
-    batches = (b for _, b in zip(range(steps + 2), dl)) if live else [b for _, b in zip(range(steps + 2), dl)]
-    n, t0 = 0, 0.0
-    for i, b in enumerate(batches):
-        if i == 2:
-            t0 = time.perf_counter()
-        images = b["image"].contiguous(memory_format=torch.channels_last) if channels_last else b["image"]
-        mu, sigma = model(images)
-        value = loss(mu, sigma, b["target"], b["target_weight"])
-        opt.zero_grad()
-        value.backward()
-        opt.step()
-        n += b["image"].shape[0] if i >= 2 else 0
-    return n / (time.perf_counter() - t0)
+def step_timer(first: int, last: int):
+    """A Lightning callback that records the time at training steps ``first`` and ``last``."""
+    import lightning as L
+
+    class StepTimer(L.Callback):
+        def __init__(self) -> None:
+            self.times: dict[int, float] = {}
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            step = trainer.global_step
+            if step in (first, last) and step not in self.times:
+                _sync(module.device)
+                self.times[step] = time.perf_counter()
+            if step >= last:
+                trainer.should_stop = True
+
+    return StepTimer()
+
+
+def end_to_end(photos: Path, instances_count: int, backbone: str, input_size, batch: int, workers: int,
+               precision: str, compile: bool, steps: int, out_dir: Path) -> float:
+    """Images/s of ``rlepose train`` between step 5 and step 5 + ``steps``."""
+    import lightning as L
+
+    from rlepose.config import config_from_dict
+    from rlepose.training.run import train
+
+    ann = json.loads(keypoint_file(photos).read_text())
+    anns = [a for a in ann["annotations"] if a.get("num_keypoints", 1) > 0 and not a.get("iscrowd")]
+    repeated = copy.deepcopy(ann)
+    repeated["annotations"] = [{**a, "id": i + 1} for i, a in
+                               enumerate((anns * (instances_count // len(anns) + 1))[:instances_count])]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train.json").write_text(json.dumps(repeated))
+    cfg = config_from_dict({
+        "name": "train_speed", "model": {"backbone": backbone},
+        "data": {"root": str(photos.resolve()), "train_ann": str((out_dir / "train.json").resolve()),
+                 "train_images": ".", "val_ann": str((out_dir / "train.json").resolve()), "val_images": ".",
+                 "batch_size": batch, "num_workers": workers},
+        "transform": {"input_size": list(input_size)},
+        "train": {"epochs": 1000, "val_every": 1000, "precision": {"bf16": "bf16-mixed"}.get(precision, "32-true"),
+                  "compile": compile, "out_dir": str(out_dir / "runs")}})
+    timer = step_timer(5, 5 + steps)
+    L.seed_everything(0)
+    train(cfg, callbacks=[timer], enable_progress_bar=False, enable_model_summary=False, logger=False,
+          limit_val_batches=0)
+    return batch * steps / (timer.times[5 + steps] - timer.times[5])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="resnet18")
-    parser.add_argument("--input", type=int, nargs=2, default=[128, 96], metavar=("H", "W"))
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--data", default="benchmarks/results/data")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--backbone", help="default: resnet50 on cuda, resnet18 on the CPU")
+    parser.add_argument("--input", type=int, nargs=2, metavar=("H", "W"), help="default: 256 192 (cuda), 128 96")
+    parser.add_argument("--batches", type=int, nargs="+", help="default: 32 64 256 (cuda), 32")
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], help="default: fp32 bf16 (cuda), fp32")
+    parser.add_argument("--models", default=None, help=f"comma-separated from {', '.join(MODELS)}; "
+                        "default: all on cuda, l1,rle,heatmap on the CPU")
+    parser.add_argument("--compile", action="store_true", help="also the resident RLE and L1 steps with torch.compile "
+                        "(bf16 where measured, at each batch); default on cuda")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per row (default 20 cuda, 5 CPU)")
+    parser.add_argument("--workers", type=int, nargs="+", help="loader workers to time (default: 15 8 cuda, 2 CPU)")
+    parser.add_argument("--photos", default=str(FIXTURE_PHOTOS), help="a folder of photos with a COCO keypoints JSON")
+    parser.add_argument("--instances", type=int, default=2048, help="samples the photos' annotations repeat to")
+    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: step,loss,sample,pipeline,train")
     parser.add_argument("--out", default="benchmarks/results/train_speed.json")
     args = parser.parse_args()
-    data = Path(args.data)
-    write_dataset(data, SyntheticConfig(num_images=1000, seed=0), "train")
-    dl = loader(data, args.input, args.batch, args.workers)
-    rows = {"pipeline": time_pipeline(dl, args.steps)}
-    for name in ("l1", "rle"):
-        rows[name] = time_training(dl, name, args.backbone, args.steps)
-    rows["rle_channels_last"] = time_training(dl, "rle", args.backbone, args.steps, channels_last=True)
-    rows["rle_live"] = time_training(dl, "rle", args.backbone, args.steps, channels_last=True, live=True)
-    ratio = rows["rle"] / rows["l1"]
-    ratios = {"rle_over_l1": ratio, "channels_last_over_default": rows["rle_channels_last"] / rows["rle"],
-              "live_over_preloaded": rows["rle_live"] / rows["rle_channels_last"], "pipeline_over_training": rows["pipeline"] / rows["rle"]}
-    print(f"{args.backbone} at {args.input[0]}×{args.input[1]}, batch {args.batch}, CPU {torch.get_num_threads()} threads")
-    print(f"{'what':>22} {'images/s':>9}")
-    print(f"{'data pipeline alone':>22} {rows['pipeline']:9.1f}")
-    print(f"{'train step, L1':>22} {rows['l1']:9.1f}")
-    print(f"{'train step, RLE':>22} {rows['rle']:9.1f}")
-    print(f"{'RLE, channels-last':>22} {rows['rle_channels_last']:9.1f}")
-    print(f"{'RLE, ch.-last, live':>22} {rows['rle_live']:9.1f}   ({args.workers} loader workers sharing the CPU)")
-    print(f"RLE/L1 throughput: {ratio:.3f} (flow overhead {100 * (1 - ratio):.1f}%); "
-          f"pipeline/training: {ratios['pipeline_over_training']:.1f}×; channels-last/default: "
-          f"{ratios['channels_last_over_default']:.2f}×; live/pre-loaded: {ratios['live_over_preloaded']:.2f}×")
-    out = write_json(args.out, {**vars(args), "images_per_s": rows, "rle_over_l1": ratio, "ratios": ratios},
-                     indent=2)
+    cuda = args.device == "cuda"
+    device = torch.device(args.device)
+    backbone = args.backbone or ("resnet50" if cuda else "resnet18")
+    input_size = tuple(args.input or ((256, 192) if cuda else (128, 96)))
+    batches = args.batches or ([32, 64, 256] if cuda else [32])
+    precisions = args.precisions or (["fp32", "bf16"] if cuda else ["fp32"])
+    models = (args.models or ("l1,rle,heatmap,hrnet_integral_rle" if cuda else "l1,rle,heatmap")).split(",")
+    compile = args.compile or cuda
+    steps = args.steps or (20 if cuda else 5)
+    workers = args.workers or ([15, 8] if cuda else [2])
+    skip = set(filter(None, args.skip.split(",")))
+    photos = Path(args.photos)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    rows: list[dict] = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        value = f"{row['images_per_s']:9.1f} images/s" if "images_per_s" in row else f"{row['ms']:9.3f} ms"
+        print(f"{row['section']:>8} {row['what']:<58} {value}", flush=True)
+
+    print(f"{device_name() if not cuda else torch.cuda.get_device_name()}: {backbone} at {input_size[0]}×{input_size[1]}")
+    if "step" not in skip:
+        for kind in models:
+            for b in batches:
+                for p in precisions:
+                    for comp in ([False, True] if compile and kind in ("l1", "rle") and (p == "bf16" or not cuda) else [False]):
+                        ips = resident_step(backbone, kind, b, input_size, p, comp, device, steps)
+                        add({"section": "step", "what": f"{kind}, batch {b}, {p}" + (", compiled" if comp else ""),
+                             "model": kind, "batch": b, "precision": p, "compile": comp, "images_per_s": ips})
+    if "loss" not in skip:
+        threads = torch.get_num_threads()
+        if not cuda:
+            torch.set_num_threads(1)
+        for n in (32, 64, 256):
+            for name in ("l1", "laplace_nll", "rle", "rle_calibrated"):
+                for comp in ([False, True] if cuda and name == "rle" else [False]):
+                    ms = loss_alone(name, n, device, 50 if cuda else 30, comp)
+                    add({"section": "loss", "what": f"{name}, N = {n}" + (", compiled" if comp else "")
+                         + ("" if cuda else ", one thread"), "loss": name, "n": n, "compile": comp, "ms": ms})
+        torch.set_num_threads(threads)
+    instances = None
+    if {"sample", "pipeline", "train"} - skip:
+        if not photos.is_dir():
+            parser.error(f"no photos at {photos}: give --photos, or --skip sample,pipeline,train")
+        instances, _ = photo_instances(photos, args.instances)
+    if "sample" not in skip:
+        r = sample_vs_bare(instances, input_size, 60)
+        add({"section": "sample", "what": "one training sample, one core", "ms": r["sample_ms"], **r})
+        add({"section": "sample", "what": "bare cv2.imdecode + cv2.warpAffine, one core", "ms": r["bare_decode_warp_ms"]})
+    if "pipeline" not in skip:
+        for w in workers:
+            ips = pipeline(instances, input_size, max(batches), w, steps * 2)
+            add({"section": "pipeline", "what": f"training loader alone, {w} workers, batch {max(batches)}",
+                 "workers": w, "images_per_s": ips})
+    if "train" not in skip:
+        p = precisions[-1]
+        for comp in ([False, True] if cuda else [False]):
+            b = 64 if cuda else batches[0]
+            ips = end_to_end(photos, args.instances, backbone, input_size, b, workers[0], p, comp, steps * 2,
+                             Path(args.out).parent / "train_speed_run")
+            add({"section": "train", "what": f"rlepose train, batch {b}, {p}, {workers[0]} workers"
+                 + (", compiled" if comp else ""), "batch": b, "precision": p, "compile": comp, "images_per_s": ips})
+
+    def find(section, **kw):
+        return next((r for r in rows if r["section"] == section and all(r.get(k) == v for k, v in kw.items())), None)
+
+    ratios = {}
+    for b in batches:
+        for p in precisions:
+            l1, rle = find("step", model="l1", batch=b, precision=p, compile=False), \
+                find("step", model="rle", batch=b, precision=p, compile=False)
+            if l1 and rle:
+                ratios[f"l1_step_over_rle_step[batch {b}, {p}]"] = l1["images_per_s"] / rle["images_per_s"]
+    for n in (32, 64, 256):
+        rle, lap = find("loss", loss="rle", n=n, compile=False), find("loss", loss="laplace_nll", n=n)
+        if rle and lap:
+            ratios[f"rle_loss_over_laplace_nll[N = {n}]"] = rle["ms"] / lap["ms"]
+    sample = find("sample", what="one training sample, one core")
+    if sample:
+        ratios["sample_over_bare_decode_warp"] = sample["ratio"]
+    print("\n" + "\n".join(f"{k}: {v:.2f}" for k, v in ratios.items()))
+    out = write_json(Path(args.out), {"device": torch.cuda.get_device_name() if cuda else device_name(),
+                                      "torch": torch.__version__, "backbone": backbone, "input": list(input_size),
+                                      "steps": steps, "rows": rows, "ratios": ratios})
     print(f"written to {out}")
 
 

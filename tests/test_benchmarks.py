@@ -80,13 +80,21 @@ def test_yolox_architecture_matches_the_paper_and_runs_through_the_detector(tmp_
 
 
 @pytest.mark.slow
-def test_train_speed_small(tmp_path):
+def test_train_speed_small(tmp_path, fixtures):
+    """Every section runs on the CPU and writes its rows and the ratios the goals are stated in."""
     out = tmp_path / "train.json"
-    run_script("train_speed.py", "--steps", "2", "--batch", "4", "--input", "64", "48", "--workers", "0",
-               "--data", str(tmp_path / "data"), "--out", str(out))
+    run_script("train_speed.py", "--device", "cpu", "--steps", "3", "--batches", "4", "--input", "64", "48",
+               "--workers", "0", "--models", "l1,rle", "--instances", "64", "--photos", str(fixtures / "coco"),
+               "--out", str(out))
     data = json.loads(out.read_text())
-    assert set(data["images_per_s"]) == {"pipeline", "l1", "rle", "rle_channels_last", "rle_live"}
-    assert data["rle_over_l1"] > 0 and data["ratios"]["live_over_preloaded"] > 0
+    sections = {r["section"] for r in data["rows"]}
+    assert sections == {"step", "loss", "sample", "pipeline", "train"}
+    assert {(r["model"], r["compile"]) for r in data["rows"] if r["section"] == "step"} == {("l1", False), ("rle", False)}
+    assert all(r.get("images_per_s", 1) > 0 and r.get("ms", 1) > 0 for r in data["rows"])
+    assert {"l1_step_over_rle_step[batch 4, fp32]", "rle_loss_over_laplace_nll[N = 64]",
+            "sample_over_bare_decode_warp"} <= set(data["ratios"])
+    loss = {(r["loss"], r["n"]): r["ms"] for r in data["rows"] if r["section"] == "loss"}
+    assert data["ratios"]["rle_loss_over_laplace_nll[N = 64]"] == loss[("rle", 64)] / loss[("laplace_nll", 64)]
 
 
 @pytest.mark.slow

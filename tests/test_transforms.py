@@ -1,6 +1,7 @@
 """The top-down transform against the image content itself and hand-computed geometry."""
 import numpy as np
 import pytest
+import torch
 
 from rlepose.data.keypoints import COCO_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import (TopDownTransform, TransformConfig, affine_matrix, apply_affine,
@@ -95,3 +96,47 @@ def test_augmentation_is_reproducible_from_a_seed():
     args = (img, np.array([50.0, 40.0, 80.0, 120.0]), np.full((17, 2), 90.0), np.ones(17))
     a, b = t(*args, np.random.default_rng(5)), t(*args, np.random.default_rng(5))
     assert (a["image"] == b["image"]).all() and a["rotation"] == b["rotation"]
+
+
+def _jitter_by_steps(image, strength, rng):
+    """Brightness, contrast about the mean, saturation about each pixel's gray, step by step."""
+    img = image.astype(np.float64)
+    b, c, s = rng.uniform(1 - strength, 1 + strength, size=3)
+    img = img * b
+    img = (img - img.mean()) * c + img.mean()
+    gray = img.mean(axis=2, keepdims=True)
+    img = (img - gray) * s + gray
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_color_jitter_is_the_three_steps_in_one_pass():
+    from rlepose.data.transforms import color_jitter
+
+    r = np.random.default_rng(0)
+    diffs = []
+    for i in range(20):
+        image = r.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+        ours = color_jitter(image, 0.4, np.random.default_rng(i)).astype(int)
+        diffs.append(ours - _jitter_by_steps(image, 0.4, np.random.default_rng(i)).astype(int))
+    diff = np.stack(diffs)
+    # one level at most, where float32 rounding meets a truncation boundary; no bias
+    assert np.abs(diff).max() <= 1 and (diff != 0).mean() < 0.15 and abs(diff.mean()) < 0.03
+
+
+def test_uint8_crops_from_bgr_images_normalize_to_the_float_batch(fixtures):
+    """The training loader's path (BGR decode, crop converted, uint8 out, normalized on the device)
+    gives the batch of the RGB float path to 1e-6, with the same augmentation draws."""
+    from rlepose.data.datasets import TopDownDataset, collate_skip_none, load_coco_instances
+    from rlepose.data.transforms import normalize_images
+
+    ann = fixtures / "coco/test_coco.json"
+    instances = load_coco_instances(ann, fixtures / "coco")
+    cfg = TransformConfig(input_size=(64, 48))
+    plain = TopDownDataset(instances, TopDownTransform(cfg, COCO_KEYPOINTS, True), seed=3)
+    fast = TopDownDataset(instances, TopDownTransform(cfg, COCO_KEYPOINTS, True, uint8=True), seed=3)
+    a = collate_skip_none([plain[i] for i in range(len(instances))])
+    b = collate_skip_none([fast[i] for i in range(len(instances))])
+    assert b["image"].dtype == torch.uint8 and a["image"].dtype == torch.float32
+    assert torch.allclose(normalize_images(b["image"]), a["image"], atol=1e-6, rtol=0)
+    assert torch.equal(a["target"], b["target"]) and torch.equal(a["matrix"], b["matrix"])
+    assert normalize_images(a["image"]) is a["image"]  # float batches pass through

@@ -167,6 +167,8 @@ class TrainConfig:
     # weights and images in the channels-last memory format (faster convolutions on CPUs and recent
     # GPUs; benchmarks/train_speed.py measures it)
     channels_last: bool = True
+    # torch.compile the network's training forward (weights and checkpoints are unchanged)
+    compile: bool = False
     limit_train_batches: float | int = 1.0
     max_steps: int = -1
     checkpoint_every_steps: int | None = None  # also save last.ckpt every N steps (long epochs)

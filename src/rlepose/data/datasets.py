@@ -252,7 +252,7 @@ class TopDownDataset(Dataset):
         epoch, index = divmod(int(index), len(self.instances))
         inst = self.instances[index]
         try:
-            image = read_image(inst.image_path, inst.record)
+            image = read_image(inst.image_path, inst.record, bgr=True)
         except DataError:
             if self.on_error == "skip":
                 log.warning("skipping unreadable image %s (%s)", inst.image_path, inst.record)
@@ -261,7 +261,7 @@ class TopDownDataset(Dataset):
         rng = None
         if self.seed is not None:  # reproducible augmentation: one stream per (seed, epoch, index)
             rng = np.random.default_rng([self.seed, epoch, index])
-        sample = self.transform(image, inst.box, inst.keypoints, inst.visible, rng)
+        sample = self.transform(image, inst.box, inst.keypoints, inst.visible, rng, bgr=True)
         sample.update(index=index, image_id=inst.image_id, score=inst.score, area=inst.area)
         if self.depth_range_mm is not None:
             weight = sample["target_weight"]

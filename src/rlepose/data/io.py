@@ -39,8 +39,9 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def read_image(path: Path, record: str = "") -> np.ndarray:
-    """RGB uint8 (H, W, 3), EXIF orientation applied; grayscale, 16-bit and alpha images are
+def read_image(path: Path, record: str = "", bgr: bool = False) -> np.ndarray:
+    """RGB uint8 (H, W, 3) (OpenCV's BGR with ``bgr``, which saves converting a whole image that
+    is then only cropped), EXIF orientation applied; grayscale, 16-bit and alpha images are
     converted. Raises DataError for a missing, undecodable or implausibly large file."""
     where = f" (record {record})" if record else ""
     if not path.is_file():
@@ -53,4 +54,4 @@ def read_image(path: Path, record: str = "") -> np.ndarray:
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise DataError(f"cannot decode image {path}{where}: corrupt or not an image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image if bgr else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

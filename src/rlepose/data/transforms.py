@@ -15,7 +15,7 @@ import torch
 
 from rlepose.data.keypoints import KeypointSpec
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TransformConfig", "box_to_center_size", "affine_matrix",
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalize_images", "TransformConfig", "box_to_center_size", "affine_matrix",
            "apply_affine", "invert_affine", "normalized_to_crop", "crop_to_normalized", "half_body_box",
            "color_jitter", "to_tensor", "crop_boxes", "crop_to_image", "crops_to_tensor", "crops_to_array",
            "TopDownTransform"]
@@ -119,14 +119,30 @@ def half_body_box(keypoints: np.ndarray, visible: np.ndarray, spec: KeypointSpec
 
 
 def color_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Random brightness, contrast and saturation, each a factor in [1 − s, 1 + s]."""
-    img = image.astype(np.float32)
+    """Random brightness b, contrast c and saturation s, each a factor in [1 − s, 1 + s]:
+    ``x·b``, then contrast about the crop's mean, then saturation about each pixel's gray
+    (channel mean). The three steps compose to one affine map per pixel,
+    ``s·c·b·x + (1 − s)·c·b·gray(x) + (1 − c)·b·mean(x)``, applied in one OpenCV pass, clipped
+    to [0, 255] and truncated to uint8."""
     b, c, s = rng.uniform(1 - strength, 1 + strength, size=3)
-    img = img * b
-    img = (img - img.mean()) * c + img.mean()
-    gray = img.mean(axis=2, keepdims=True)
-    img = (img - gray) * s + gray
-    return np.clip(img, 0, 255).astype(np.uint8)
+    mean = float(np.mean(cv2.mean(image)[:3]))
+    alpha, beta = s * c * b, (1 - s) * c * b / 3
+    # cv2.transform rounds to nearest: −0.5 makes that the truncation of the affine value
+    matrix = np.full((3, 4), beta)
+    matrix[:, :3] += np.eye(3) * alpha
+    matrix[:, 3] = (1 - c) * b * mean - 0.5
+    return cv2.transform(image, matrix)
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 crops (N, 3, H, W) → float, ImageNet mean/std normalized, on their device (the same
+    arithmetic as :func:`to_tensor`); float crops are returned as they are."""
+    if images.dtype != torch.uint8:
+        return images
+    x = images.float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -196,19 +212,21 @@ def crops_to_array(crops: np.ndarray) -> np.ndarray:
 class TopDownTransform:
     """Callable: (image RGB uint8, box, keypoints, visibility) → network sample.
 
-    Returns a dict with ``image`` (3, H, W) float tensor, ``target`` (K, 2) normalized crop
+    Returns a dict with ``image`` (3, H, W) float tensor (uint8 with ``uint8``, to be normalized
+    on the device by :func:`normalize_images`; ``bgr``: the input image is OpenCV's BGR), ``target`` (K, 2) normalized crop
     coordinates, ``target_weight`` (K,) (visibility > 0; 0 outside the crop when
     ``keep_outside`` is off), and ``center``, ``size`` (pixels), ``rotation`` (degrees),
     ``flipped`` (bool) and ``matrix`` (2×3, image → crop pixels) to map predictions back.
     """
 
-    def __init__(self, cfg: TransformConfig, spec: KeypointSpec, train: bool) -> None:
-        self.cfg, self.spec, self.train = cfg, spec, train
+    def __init__(self, cfg: TransformConfig, spec: KeypointSpec, train: bool, uint8: bool = False) -> None:
+        self.cfg, self.spec, self.train, self.uint8 = cfg, spec, train, uint8
         self.aspect_ratio = cfg.input_size[1] / cfg.input_size[0]
         self._perm = spec.flip_permutation()
 
     def __call__(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray | None = None,
-                 visible: np.ndarray | None = None, rng: np.random.Generator | None = None) -> dict:
+                 visible: np.ndarray | None = None, rng: np.random.Generator | None = None,
+                 bgr: bool = False) -> dict:
         cfg, k = self.cfg, self.spec.num_joints
         keypoints = np.zeros((k, 2)) if keypoints is None else np.asarray(keypoints, dtype=np.float64)
         visible = np.zeros(k) if visible is None else np.asarray(visible, dtype=np.float64)
@@ -231,6 +249,8 @@ class TopDownTransform:
         out_h, out_w = cfg.input_size
         crop = cv2.warpAffine(image, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        if bgr:  # the warp is per channel: converting the crop is the same as converting the image
+            crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
         if self.train and cfg.color_jitter > 0:  # on the crop: a fraction of the image's pixels
             crop = color_jitter(crop, cfg.color_jitter, rng)
         points = apply_affine(keypoints, matrix)
@@ -240,7 +260,8 @@ class TopDownTransform:
         if not cfg.keep_outside:
             inside = (points[:, 0] >= 0) & (points[:, 0] <= out_w - 1) & (points[:, 1] >= 0) & (points[:, 1] <= out_h - 1)
             weight = weight * inside
-        return {"image": to_tensor(crop),
+        image_out = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))) if self.uint8 else to_tensor(crop)
+        return {"image": image_out,
                 "target": torch.from_numpy(crop_to_normalized(points, cfg.input_size)).float(),
                 "target_weight": torch.from_numpy(weight).float(),
                 "center": torch.from_numpy(center).float(), "size": torch.from_numpy(np.asarray(size)).float(),

@@ -14,6 +14,7 @@ import torch
 from rlepose.data.keypoints import KeypointSpec
 from rlepose.data.transforms import crop_to_image
 from rlepose.inference.flip import predict_crops
+from rlepose.data.transforms import normalize_images
 from rlepose.models.heads import gaussian_heatmaps, heatmap_mse_loss
 from rlepose.models.pose_model import build_pose_model
 from rlepose.config import ExperimentConfig, config_from_dict, config_to_dict
@@ -71,6 +72,9 @@ class PoseModule(L.LightningModule):
                              f"(got head={self.cfg.model.head!r}, loss={self.cfg.loss.name!r})")
         if not self.model.is_heatmap:
             self.loss = loss if loss is not None else self.cfg.loss.build(self.cfg.model.dim)
+        # train.compile: the training forward compiled; kept out of the module tree, so the state
+        # dict and checkpoints are the same as without
+        self.__dict__["_compiled"] = torch.compile(self.model) if self.cfg.train.compile else None
         self.spec = spec
         self.evaluator = evaluator
         self._val_outputs: list[dict] = []
@@ -83,16 +87,19 @@ class PoseModule(L.LightningModule):
         return cls(config_to_dict(cfg), **kwargs)
 
     def _images(self, batch: dict) -> torch.Tensor:
-        images = batch["image"]
+        images = normalize_images(batch["image"])
         return images.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else images
+
+    def _forward(self, images: torch.Tensor):
+        return self._compiled(images) if self._compiled is not None else self.model(images)
 
     def _loss(self, batch: dict) -> torch.Tensor:
         images, target, weight = self._images(batch), batch["target"], batch["target_weight"]
         if self.model.is_heatmap:
-            heatmaps = self.model(images)
+            heatmaps = self._forward(images)
             goal = gaussian_heatmaps(target, tuple(heatmaps.shape[-2:]))
             return heatmap_mse_loss(heatmaps, goal, weight)
-        mu, sigma = self.model(images)
+        mu, sigma = self._forward(images)
         return self.loss(mu, sigma, target, weight)
 
     def on_train_epoch_start(self) -> None:

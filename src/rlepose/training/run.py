@@ -247,12 +247,13 @@ def train(cfg: ExperimentConfig, resume: str | None = None, loss=None, **trainer
     out_dir = _start(cfg)
     spec = keypoint_spec(cfg)
     train_instances, _ = load_split(cfg, spec, "train")
-    train_set = TopDownDataset(train_instances, TopDownTransform(cfg.transform, spec, train=True),
+    train_set = TopDownDataset(train_instances, TopDownTransform(cfg.transform, spec, train=True, uint8=True),
                                on_error=cfg.data.on_error, seed=cfg.train.seed, depth_range_mm=_depth_range(cfg))
     sampler = SeededShuffleSampler(len(train_set), cfg.train.seed, encode_epoch=True)
+    # uint8 crops (normalized on the device), pinned for an asynchronous copy to a GPU
     train_loader = ResumableLoader(train_set, batch_size=cfg.data.batch_size, drop_last=False, sampler=sampler,
                                    num_workers=cfg.data.num_workers, collate_fn=collate_skip_none,
-                                   persistent_workers=cfg.data.num_workers > 0)
+                                   persistent_workers=cfg.data.num_workers > 0, pin_memory=torch.cuda.is_available())
     val_data, evaluator = val_loader(cfg, spec)
     module = PoseModule.from_config(cfg, spec=spec, evaluator=evaluator, loss=loss)
     if cfg.pretrained:
