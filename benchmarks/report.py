@@ -92,6 +92,18 @@ SCRIPTS = {"inference_speed": "inference_speed.py", "train_speed": "train_speed.
            "precision": "precision.py"}
 
 
+def calibration_table(name: str, data: dict) -> list[str]:
+    """`rlepose analyze calibration`: how well each person score predicts the pose's OKS."""
+    lines = [f"## {name}", "", f"`{data['command']}` — {data['model']}, {data['crops']} held-out people; "
+             f"mean OKS {data['mean_oks']:.3f}, mean expected OKS {data['mean_expected_oks']:.3f}", "",
+             "| person score | Pearson with OKS | Spearman with OKS |", "| --- | --- | --- |"]
+    for label, key in (("1 − mean σ̂", "instance_confidence_vs_oks"), ("expected OKS", "expected_oks_vs_oks")):
+        c = data[key]
+        lines.append(f"| {label} | {c['pearson']:.3f} | {c['spearman']:.3f} |")
+    cover = ", ".join(f"{int(100 * float(k))}% → {100 * v['overall']:.1f}%" for k, v in data["coverage"].items())
+    return lines + ["", f"Coverage of the learned central intervals: {cover}."]
+
+
 def _value(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -129,6 +141,8 @@ def section(path: Path) -> list[str]:
         return lifting_table(name, data)
     if name.startswith("toy"):
         return toy_table(name, data)
+    if name.startswith("calibration"):
+        return calibration_table(name, data)
     return generic_table(name, data)
 
 

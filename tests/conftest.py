@@ -22,3 +22,9 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+@pytest.fixture(autouse=True)
+def rlepose_home(tmp_path_factory, monkeypatch):
+    """Caches (downloads, exported graphs) under a fresh folder, never the user's ~/.cache."""
+    monkeypatch.setenv("RLEPOSE_HOME", str(tmp_path_factory.mktemp("rlepose_home")))

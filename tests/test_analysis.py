@@ -269,3 +269,21 @@ def test_cli_occlusion_and_truncation_for_regression_and_heatmap(tmp_path, capsy
                  "--out", str(tmp_path / "t")]) == 0
     s = json.loads((tmp_path / "t/truncation.json").read_text())
     assert len(s["tables"]) == 2 and all(len(rows) == 4 for rows in s["tables"].values())
+
+
+def test_expected_oks_of_a_calibrated_model_matches_its_oks():
+    """Errors drawn from the Laplace law σ̂ predicts: the mean expected OKS is the mean OKS, and
+    people with wider σ̂ expect (and get) less."""
+    rng = np.random.default_rng(1)
+    n, k = 3000, 17
+    sigma = rng.uniform(0.005, 0.08, (n, 1, 1)) * np.ones((n, k, 2))
+    size = np.tile([[48.0, 64.0]], (n, 1))
+    target = rng.uniform(-0.4, 0.4, (n, k, 2))
+    mu = target + rng.laplace(0.0, sigma)
+    weight = np.ones((n, k))
+    area = np.full(n, 40.0 * 55.0)
+    sigmas = np.asarray(__import__("rlepose").data.keypoints.COCO_KEYPOINTS.sigmas, float)
+    loss = CalibratedRLELoss(2, flow=RealNVP(2, zero_init=True, base_std=4.0))
+    s = analyze_arrays(mu, sigma, target, weight, size, area, sigmas, central_intervals(loss))
+    assert s["mean_expected_oks"] == pytest.approx(s["mean_oks"], abs=0.01)
+    assert s["expected_oks_vs_oks"]["pearson"] > 0.8

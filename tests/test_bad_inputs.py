@@ -136,3 +136,77 @@ def test_convert_and_eval_refuse_broken_checkpoints(tmp_path, capsys):
         assert not (tmp_path / "out.ckpt").exists()
     assert main(["convert", str(tmp_path / "good.pth"), str(tmp_path / "out.ckpt"), "--from", "mmpose"]) == 2
     assert "no MMPose regression head" in capsys.readouterr().err
+
+
+def test_predict_checks_every_input_before_loading_anything(tmp_path, fixtures, capsys):
+    """A missing file, an empty folder or a folder without images: exit 2 with one message each,
+    before the checkpoint is even looked at (it does not exist here)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes/readme.txt").write_text("no images here")
+    missing_ckpt = str(tmp_path / "nowhere.ckpt")
+    for inputs, message in (([str(tmp_path / "gone.jpg")], "not found: "), ([str(empty)], "no images"),
+                            ([str(tmp_path / "notes")], "no images")):
+        assert main(["predict", *inputs, "--checkpoint", missing_ckpt, "--whole-image"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("error:") == 1 and "nowhere.ckpt" not in err
+    photo = str(fixtures / "coco/000000000785.jpg")
+    assert main(["predict", photo, "--checkpoint", missing_ckpt, "--whole-image"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_boxes_file_keeps_boxes_scoring_at_least_the_threshold(tmp_path, fixtures):
+    ckpt, _ = _checkpoint(tmp_path)
+    dets = json.loads((fixtures / "coco/test_coco_det_AP_H_56.json").read_text())
+    photo = fixtures / "coco/000000000785.jpg"
+    for extra, threshold in (([], 0.3), (["--box-threshold", "0.9"], 0.9)):
+        out = tmp_path / f"p{threshold}.json"
+        assert main(["predict", str(photo), "--checkpoint", str(ckpt), "--boxes",
+                     str(fixtures / "coco/test_coco_det_AP_H_56.json"), "--out", str(out), *extra]) == 0
+        expected = sum(1 for d in dets if d["image_id"] == 785 and d["score"] >= threshold)
+        assert len(json.loads(out.read_text())) == expected
+
+
+def test_the_shipped_model_by_name_and_its_note_on_photos(tmp_path, fixtures, capsys):
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "demo" in listing and "not for photos" in listing
+    out = tmp_path / "demo.json"
+    assert main(["predict", str(fixtures / "coco/000000000785.jpg"), "--model", "demo", "--whole-image",
+                 "--backend", "torch", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("rendered figures only") == 1 and len(json.loads(out.read_text())) == 1
+
+
+def test_people_are_ranked_and_filtered_by_their_expected_oks(tmp_path, fixtures):
+    ckpt, _ = _checkpoint(tmp_path)
+    photo = fixtures / "coco/000000000785.jpg"
+    boxes = str(fixtures / "coco/test_coco_det_AP_H_56.json")
+    out = tmp_path / "ranked.json"
+    assert main(["predict", str(photo), "--checkpoint", str(ckpt), "--boxes", boxes, "--box-threshold", "0",
+                 "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    believed = [r["expected_oks"] for r in results]
+    assert len(results) > 1 and all(0 < b <= 1 for b in believed) and believed == sorted(believed, reverse=True)
+    cut = sorted(believed)[len(believed) // 2]
+    assert main(["predict", str(photo), "--checkpoint", str(ckpt), "--boxes", boxes, "--box-threshold", "0",
+                 "--score-threshold", str(cut), "--out", str(out)]) == 0
+    assert [r["expected_oks"] for r in json.loads(out.read_text())] == [b for b in believed if b >= cut]
+
+
+def test_overrides_anywhere_and_type_checked(tmp_path, capsys):
+    """key=value after an option is an override, not a usage error; a value of the wrong type is
+    refused naming the field and the type it takes."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"name: t\ndata: {{root: {tmp_path}}}\n")
+    assert main(["train", str(cfg), "--resume", "last", "data.batch_size=eight"]) == 2
+    err = capsys.readouterr().err
+    assert "data.batch_size must be int, got 'eight'" in err and "usage:" not in err
+    assert main(["train", str(cfg), "loss.name=rle_official"]) == 2
+    assert "choose from rle, rle_paper" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", str(cfg), "--no-such-option"])
+    cfg.write_text("name: [unclosed\n")
+    assert main(["train", str(cfg)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err

@@ -55,7 +55,8 @@ def test_interleaved_medians_time_each_function_in_rounds_of_blocks():
     fns = {"a": lambda: calls.append("a") or time.sleep(0.002), "b": lambda: calls.append("b") or time.sleep(0.02)}
     medians = interleaved_medians(fns, rounds=2, per_block=2, warmup=1, pause=0.0)
     assert "".join(calls) == "aaabbbaaabbb"
-    assert 0.002 <= medians["a"] < 0.012 and 0.02 <= medians["b"] < 0.03
+    # each its own duration (sleeps only overshoot, and a loaded machine may stretch both)
+    assert medians["a"] >= 0.002 and medians["b"] >= 0.02 and medians["b"] > medians["a"]
 
 
 def test_yolox_architecture_matches_the_paper_and_runs_through_the_detector(tmp_path):

@@ -345,3 +345,21 @@ def test_confidence_colors_span_the_given_range():
     assert confidence_color(0.90, 0.9, 0.98) == (255, 0, 0) and confidence_color(0.99, 0.9, 0.98) == (0, 255, 0)
     assert confidence_color(0.75, 0.5, 1.0) == (255, 255, 0)
     assert np.allclose(confidence_color(0.94, 0.9, 0.98), (255, 255, 0), atol=1)  # σ̂ of 6% of the crop: halfway
+
+
+def test_cli_prints_only_what_rlepose_has_to_say(tmp_path):
+    """No Lightning banners, tips or known deprecation notices on a run; --verbose shows them.
+    In a fresh process, as a user runs it (Lightning's handlers write to the process's stderr)."""
+    import subprocess
+    import sys
+
+    def run(*flags):
+        done = subprocess.run([sys.executable, "-m", "rlepose.cli", *flags, "demo", "--out", str(tmp_path / "demo"),
+                               "--val-images", "4"], capture_output=True, text=True, timeout=300, check=True)
+        return done.stdout, done.stderr
+
+    out, err = run()
+    assert "The shipped RLE model" in out
+    assert not any(noise in out + err for noise in ("GPU available", "TPU available", "Tip:", "LeafSpec"))
+    assert "Validation" not in out and "it/s]" not in out  # progress bars go to stderr
+    assert "GPU available" in "".join(run("--verbose"))

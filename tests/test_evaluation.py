@@ -137,3 +137,28 @@ def test_coco_evaluator_correlation_uses_each_prediction_oks(fixtures):
     assert metrics["conf_oks_pearson"] == pytest.approx(np.corrcoef(conf, gt_oks)[0, 1])
     assert metrics["mean_oks"] == pytest.approx(gt_oks.mean())
     assert 0 <= metrics["AP"] <= 1 and len(results) <= len(inst)
+
+
+def test_expected_keypoint_similarity_by_quadrature_and_sampling():
+    """E exp(−d²/(2c²)) for independent Laplace coordinate errors: by quadrature of the 1-D
+    closed form's integral, by Monte Carlo, and its limits (certain pose → 1)."""
+    from scipy import integrate
+
+    from rlepose.evaluation.coco import expected_keypoint_similarity, expected_oks
+
+    sigmas = np.array([0.079, 0.107])
+    area = np.array([90.0**2])
+    scale = np.array([[[3.0, 6.0], [10.0, 2.0]]])  # (N=1, K=2, 2) pixels
+    ours = expected_keypoint_similarity(scale, area, sigmas)[0]
+    for k in range(2):
+        c = np.sqrt(area[0]) * 2 * sigmas[k]
+        per = [integrate.quad(lambda x, b=b: np.exp(-abs(x) / b) / (2 * b) * np.exp(-x * x / (2 * c * c)), -400, 400,
+                              points=[0])[0] for b in scale[0, k]]
+        assert ours[k] == pytest.approx(per[0] * per[1], rel=1e-6)
+    rng = np.random.default_rng(0)
+    err = rng.laplace(0.0, scale[0][None].repeat(400_000, 0))  # (M, K, 2)
+    c2 = area[0] * (2 * sigmas) ** 2
+    sampled = np.exp(-(err**2).sum(-1) / (2 * c2)).mean(0)
+    assert np.allclose(ours, sampled, atol=2e-3)
+    assert expected_oks(np.full((1, 2, 2), 1e-9), area, sigmas)[0] == pytest.approx(1.0)
+    assert expected_oks(scale, area, sigmas, labelled=np.array([[True, False]]))[0] == pytest.approx(ours[0])

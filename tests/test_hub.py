@@ -128,7 +128,10 @@ def test_offline_fails_fast_with_url_and_manual_path(tmp_path, monkeypatch, caps
     with _Server({}) as server:  # started and stopped: nothing listens on its port any more
         entry = _entry(server.url, data)
     monkeypatch.setitem(hub.MODELS, entry.name, entry)
-    assert main(["predict", str(tmp_path), "--model", entry.name]) == 2
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "photo.jpg"), np.zeros((64, 48, 3), np.uint8))
+    assert main(["predict", str(tmp_path / "photo.jpg"), "--model", entry.name]) == 2
     err = capsys.readouterr().err
     assert entry.url in err and str(hub.download_path(entry)) in err
     # the file put there by hand is checked and used

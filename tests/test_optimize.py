@@ -226,30 +226,22 @@ def test_auto_backend_exports_once_and_reuses_the_graph(tmp_path, monkeypatch):
     path, model = _checkpoint(tmp_path)
     predictor = PosePredictor.from_checkpoint(path)
     assert predictor.backend_name == "onnxruntime" and "onnxruntime" in predictor.describe()
-    onnx_file = path.with_suffix(".onnx")
+    onnx_file = cached_onnx(path)  # under RLEPOSE_HOME, named by the checkpoint's content
+    assert onnx_file.parent == tmp_path / "home" / "onnx" and not path.with_suffix(".onnx").exists()
     first = onnx_file.stat().st_mtime_ns
     assert cached_onnx(path) == onnx_file and onnx_file.stat().st_mtime_ns == first  # cache hit
     image, boxes = _image_and_boxes()
     a = predictor.predict(image, boxes)
     b = PosePredictor.from_checkpoint(path, backend="torch").predict(image, boxes)
     assert max(np.abs(x.keypoints - y.keypoints).max() for x, y in zip(a, b)) < 1e-2
-    # a new checkpoint under the same name: the stale graph is replaced
-    torch.save(torch.load(path, weights_only=True), path)
-    import os
-    os.utime(path, ns=(first + 10**9, first + 10**9))
-    cached_onnx(path)
-    assert onnx_file.stat().st_mtime_ns != first
-    # a folder that cannot be written: the graph goes to the cache under RLEPOSE_HOME
-    import rlepose.inference.export as predict_module
-
-    real_export = predict_module.export_checkpoint
-
-    def refuse_beside(checkpoint, out, **kw):
-        if out.parent == path.parent:
-            raise PermissionError(out)
-        return real_export(checkpoint, out, **kw)
-
-    monkeypatch.setattr(predict_module, "export_checkpoint", refuse_beside)
-    onnx_file.unlink()
+    # other weights under the same name: another graph; the first stays for the first weights
+    state = torch.load(path, weights_only=True)
+    state["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+    torch.save(state, path)
     cached = cached_onnx(path)
-    assert cached.parent == tmp_path / "home" / "onnx" and cached.is_file()
+    assert cached != onnx_file and cached.is_file() and onnx_file.stat().st_mtime_ns == first
+    # a graph the user chose is used as it is and never overwritten
+    mine = tmp_path / "mine.onnx"
+    mine.write_bytes(onnx_file.read_bytes())
+    assert cached_onnx(path, mine) == mine and mine.read_bytes() == onnx_file.read_bytes()
+

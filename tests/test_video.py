@@ -108,3 +108,21 @@ def test_predictor_call_detects_people(tmp_path):
 
     with pytest.raises(NoDetectorError, match="give boxes"):
         PosePredictor.from_checkpoint(ckpt, backend="torch", detector=None)(image)
+
+
+def test_drawn_labels_never_overlap():
+    """Many people in one spot: one label is drawn (the best score), not a pile."""
+    from rlepose.data.keypoints import COCO_KEYPOINTS
+    from rlepose.inference.predictor import PoseResult
+    from rlepose.visualize import draw_poses
+
+    image = np.zeros((200, 200, 3), np.uint8)
+    kp = np.tile([[50.0, 50.0]], (17, 1)) + np.arange(17)[:, None]
+    people = [PoseResult([0, 0, 100, 100], kp + i, np.ones(17), score=s) for i, s in enumerate((0.2, 0.9, 0.5))]
+    drawn = draw_poses(image, people, COCO_KEYPOINTS)
+    unlabelled = draw_poses(image, people, COCO_KEYPOINTS, label=False)
+    changed = np.argwhere((drawn != unlabelled).any(-1))
+    assert len(changed) and changed[:, 1].max() - changed[:, 1].min() < 30  # one label's width
+    apart = [PoseResult([0, 0, 100, 100], kp + 80 * i, np.ones(17), score=0.5) for i in range(2)]
+    d = (draw_poses(image, apart, COCO_KEYPOINTS) != draw_poses(image, apart, COCO_KEYPOINTS, label=False)).any(-1)
+    assert d[:, :100].any() and d[:, 100:].any()  # people apart: both labelled

@@ -140,6 +140,9 @@ def cmd_calibration(args: argparse.Namespace) -> int:
         f"{int(100 * lv)}% → {100 * s['coverage'][str(lv)]['overall']:.1f}%" for lv in s["nominal"]))
     print(f"instance confidence vs OKS: Pearson {inst['pearson']:.3f}, Spearman {inst['spearman']:.3f} "
           f"(n = {inst['n']}, mean OKS {s['mean_oks']:.3f})")
+    exp = s["expected_oks_vs_oks"]
+    print(f"expected OKS vs OKS: Pearson {exp['pearson']:.3f}, Spearman {exp['spearman']:.3f} "
+          f"(mean expected OKS {s['mean_expected_oks']:.3f})")
     print(f"figure: {s['png']}; numbers: {Path(args.out) / 'calibration.json'}")
     return 0
 
@@ -222,11 +225,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """List the pretrained models that ``predict --model`` and ``PosePredictor.from_pretrained`` take."""
-    from rlepose.hub import MODELS, home, is_cached
+    from rlepose.hub import MODELS, SHIPPED_NAME, home, is_cached
 
     rows = [{"name": m.name, "source": m.source, "licence": m.licence, "dataset": m.dataset,
              "score": f"{m.metric} {m.value:.3f}", "input": f"{m.input_size[0]}×{m.input_size[1]}",
              "cached": "yes" if is_cached(m) else "no"} for m in MODELS.values()]
+    rows.append({"name": SHIPPED_NAME, "source": "ships with rlepose", "licence": "Apache-2.0",
+                 "dataset": "rendered figures (not for photos)", "score": "see `rlepose demo`", "input": "96×72",
+                 "cached": "shipped"})
     print(_table(rows, [(k, k, "s") for k in ("name", "source", "licence", "dataset", "score", "input", "cached")]))
     from rlepose.hub import DETECTORS, detector_path
 
@@ -240,38 +246,55 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from rlepose.inference.media import predict_files
+    from rlepose.hub import SHIPPED_NAME, SHIPPED_PATH
+    from rlepose.inference.media import collect_images, is_video_source, load_boxes, predict_files
 
+    # every input is checked before a detector or a model is loaded
+    videos = [src for src in args.images if is_video_source(src)]
+    if videos:
+        _check_videos(args, videos)
+        images, boxes = [], None
+    else:
+        images = collect_images(args.images)
+        boxes = load_boxes(args.boxes, images, args.box_threshold) if args.boxes else None
     if args.model:
         from rlepose.hub import pretrained_checkpoint
 
         args.checkpoint = pretrained_checkpoint(args.model)
-
+    if not Path(args.checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    if args.model == SHIPPED_NAME or Path(args.checkpoint).resolve() == SHIPPED_PATH:
+        print("note: the demo model was trained on rendered figures only; on photos its poses mean little "
+              "(`rlepose models` lists models trained on COCO)", file=sys.stderr)
     detector = None
     if not args.boxes and not args.whole_image:
         from rlepose.inference.detectors import build_detector
 
-        threshold = 0.3 if args.box_score_threshold is None else args.box_score_threshold
-        detector = build_detector(args.detector, score_threshold=threshold)
-        print(f"person boxes from the {args.detector} detector")
-    from rlepose.inference.media import is_video_source
-
-    videos = [src for src in args.images if is_video_source(src)]
+        detector = build_detector(args.detector, score_threshold=args.box_threshold)
+        print(f"person boxes from the {args.detector} detector (score ≥ {args.box_threshold})")
     if videos:
         return _predict_videos(args, videos, detector)
-    from rlepose.inference.media import collect_images, load_boxes
-
     predictor = _predictor(args)
-    boxes = None
-    if args.boxes:
-        boxes = load_boxes(args.boxes, collect_images(args.images), args.box_score_threshold or 0.0)
-    summary = predict_files(predictor, args.images, args.out, boxes=boxes, detector=detector, render_dir=args.render)
+    summary = predict_files(predictor, images, args.out, boxes=boxes, detector=detector, render_dir=args.render,
+                            min_score=args.score_threshold)
     print(f"ran with {predictor.describe()}")
     print(f"{summary['persons']} persons in {summary['images']} images → {args.out}"
           + (f"; drawings in {args.render}" if args.render else ""))
     for failure in summary["failed"]:
         print(f"  skipped {failure}", file=sys.stderr)
     return 1 if summary["failed"] and not summary["images"] else 0
+
+
+def _check_videos(args: argparse.Namespace, videos: list[str]) -> None:
+    if len(videos) != len(args.images):
+        raise ValueError("give either videos (or a camera index) or images, not both in one call")
+    if args.boxes:
+        raise ValueError("--boxes is for images; a video takes --detector or --whole-image")
+    if len(videos) > 1 and args.render:
+        raise ValueError("--render names one output video: predict one video at a time")
+    missing = [v for v in videos if not str(v).isdigit() and not Path(v).is_file()]
+    if missing:
+        raise FileNotFoundError(f"video not found: {', '.join(missing)}")
 
 
 def _predictor(args: argparse.Namespace):
@@ -285,17 +308,11 @@ def _predictor(args: argparse.Namespace):
 def _predict_videos(args: argparse.Namespace, videos: list[str], detector) -> int:
     from rlepose.inference.media import predict_video
 
-    if len(videos) != len(args.images):
-        raise ValueError("give either videos (or a camera index) or images, not both in one call")
-    if args.boxes:
-        raise ValueError("--boxes is for images; a video takes --detector or --whole-image")
-    if len(videos) > 1 and args.render:
-        raise ValueError("--render names one output video: predict one video at a time")
     predictor = _predictor(args)
     print(f"ran with {predictor.describe()}")
     for video in videos:
         out = args.out if len(videos) == 1 else str(Path(args.out).with_suffix("")) + f"_{Path(video).stem}.json"
-        s = predict_video(predictor, video, out, render=args.render, detector=detector)
+        s = predict_video(predictor, video, out, render=args.render, detector=detector, min_score=args.score_threshold)
         print(f"{s['persons']} persons in {s['frames']} frames of {video} ({s['fps']:.1f} frames/s) → {s['out']}"
               + (f"; drawn video {s['render']}" if s["render"] else ""))
     return 0
@@ -332,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Human pose regression with Residual Log-likelihood Estimation (RLE): "
                     "train, evaluate, predict on photos and videos, export and convert models.",
         epilog="`rlepose COMMAND --help` lists the options of one command.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show what the libraries underneath print (Lightning's banners, deprecations)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     toy = sub.add_parser("toy", help="compare the losses on a synthetic regression problem "
@@ -382,16 +401,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", help="image files or folders; or a video file, or a camera index (0, 1, …)")
     which = pr.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="a trained or converted checkpoint")
-    which.add_argument("--model", help="a pretrained model by name (see `rlepose models`), downloaded on first use")
+    which.add_argument("--model", help="a pretrained model by name (see `rlepose models`), downloaded on first use; "
+                                       "`demo`: the small model that ships with rlepose (rendered figures only)")
     boxes = pr.add_mutually_exclusive_group()
     boxes.add_argument("--detector", default="yolox-s",
                        help="person detector: yolox-tiny/s/m/l/x (MMPose's ONNX, downloaded on first use; default "
                             "yolox-s), hog (OpenCV, offline, weak) or a YOLOX .onnx path")
     boxes.add_argument("--boxes", help="COCO detection-results JSON (image_id → file by name or id) instead of a detector")
     boxes.add_argument("--whole-image", action="store_true", help="one person box covering each whole image")
-    pr.add_argument("--box-score-threshold", type=float,
-                    help="keep boxes scoring at least this (default: 0.3 for a detector, 0 for --boxes)")
-    pr.add_argument("--out", default="predictions.json", help="COCO-format results JSON")
+    pr.add_argument("--box-threshold", "--box-score-threshold", dest="box_threshold", type=float, default=0.3,
+                    help="keep person boxes (from the detector or --boxes) scoring at least this; default 0.3, "
+                         "the bbox_thr of MMPose's top-down demos")
+    pr.add_argument("--score-threshold", type=float, default=0.0,
+                    help="keep people whose expected OKS (what the model believes its pose's OKS to be, from σ̂) "
+                         "is at least this; results are ranked by it")
+    pr.add_argument("--out", default="predictions.json", help="COCO-format results JSON (with expected_oks)")
     pr.add_argument("--render", help="folder for images with drawn skeletons; for a video, the drawn video (.mp4)")
     pr.add_argument("--backend", choices=["auto", "torch", "onnxruntime"], default="auto",
                     help="auto (default): torch on a CUDA GPU, else ONNX Runtime when installed, else torch")
@@ -454,8 +478,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NOTICE_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                   "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed")
+
+
+def quiet_libraries(quiet: bool = True) -> None:
+    """Leave out what Lightning prints on every run (device banners, tips, notices about
+    logging intervals and existing folders) and known deprecation notices of the libraries
+    underneath; errors and rlepose's own output are untouched. ``quiet=False`` lets them through."""
+    import logging
+    import warnings
+
+    if not quiet:
+        for name in _NOTICE_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        return
+
+    # the loggers Lightning's notices go through; set on them (not on "lightning", whose level
+    # Lightning resets when it is imported)
+    for name in _NOTICE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module=r"lightning(\.|$)")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may stand anywhere on the line, also after options
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    quiet_libraries(not args.verbose)
     from rlepose.inference.detectors import NoDetectorError
     from rlepose.hub import DownloadError
 

@@ -246,8 +246,27 @@ def _build(cls, values: dict, where: str):
     for key, value in values.items():
         if isinstance(value, list):
             value = tuple(value)
+        _check_type(value, fields[key].type, f"{where}.{key}")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
+          "dict": (dict,), "tuple": (tuple,), "list": (tuple, list)}
+
+
+def _check_type(value, annotation: str, where: str) -> None:
+    """Refuse a value that is not of its field's annotated type (``int``, ``float | None``,
+    ``tuple[int, ...]``…; ``Any`` takes anything), naming the field and the type it takes."""
+    allowed: tuple = ()
+    for part in str(annotation).split("|"):
+        name = part.strip().split("[")[0]
+        if name == "Any":
+            return
+        allowed += _TYPES.get(name, (object,))
+    bad = not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
+    if bad:
+        raise ConfigError(f"{where} must be {annotation}, got {value!r} ({type(value).__name__})")
 
 
 def config_from_dict(d: dict) -> ExperimentConfig:
@@ -298,7 +317,10 @@ def apply_overrides(d: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key.sub=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({e.problem})") from None
         parts = key.split(".")
         node = d
         for p in parts[:-1]:
@@ -313,5 +335,8 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
     return config_from_dict(apply_overrides(raw, list(overrides)))

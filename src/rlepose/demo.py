@@ -17,6 +17,7 @@ import cv2
 from rlepose.data.synthetic import SyntheticConfig, write_dataset
 from rlepose.config import ExperimentConfig, config_from_dict, config_to_dict
 from rlepose.files import write_json
+from rlepose.hub import SHIPPED_PATH
 
 __all__ = ["SHORT_SCHEDULE_AUGMENTATION", "demo_config", "DEMO_MODEL", "render_data", "draw_examples",
            "SHIPPED_MODEL", "run_shipped_demo", "run_demo"]
@@ -92,7 +93,7 @@ def draw_examples(checkpoint: str | Path, data_dir: Path, out_file: Path, count:
 # and `rlepose train … name=demo_small model.backbone=resnet18_0.5 train.epochs=60
 # "train.milestones=[50]" train.seed=2 loss.name=rle_calibrated loss.beta=0`, then `rlepose export
 # --format compact`.
-SHIPPED_MODEL = Path(__file__).resolve().parent / "assets" / "demo_resnet18_0.5_rle_int8.pt"
+SHIPPED_MODEL = SHIPPED_PATH
 
 
 def run_shipped_demo(out_dir: str | Path = "outputs/demo", val_images: int = 300,

@@ -19,11 +19,13 @@ def draw_poses(image: np.ndarray, people: list, spec: KeypointSpec, min_confiden
                label: bool = True, color_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """A copy of RGB ``image`` with each person's (:class:`rlepose.inference.PoseResult`) skeleton (lines) and joints (dots coloured by
     ``joint_confidence`` from red at ``color_range[0]`` to green at ``color_range[1]``; joints
-    below ``min_confidence`` are left out) and its score. For regression models the joint
+    below ``min_confidence`` are left out) and its expected OKS (its score for heatmap models;
+    labels that would overlap a better-scoring person's are left out). For regression models the joint
     confidence is 1 − σ̂ (normalized crop units), so (0.9, 0.98) spans σ̂ from 10% of the crop
     (red) to 2% (green)."""
     out = np.ascontiguousarray(image.copy())
     scale = max(1, round(max(out.shape[:2]) / 400))
+    anchors = []
     for person in people:
         kp, conf = np.asarray(person.keypoints), np.asarray(person.joint_confidence)
         show = conf >= min_confidence
@@ -34,10 +36,20 @@ def draw_poses(image: np.ndarray, people: list, spec: KeypointSpec, min_confiden
         for j in np.flatnonzero(show):
             cv2.circle(out, tuple(int(v) for v in kp[j]), 2 * scale + 1, confidence_color(conf[j], *color_range), -1,
                        cv2.LINE_AA)
-        if label:
-            x, y = (int(v) for v in kp[show].min(0)) if show.any() else (0, 0)
-            cv2.putText(out, f"{person.score:.2f}", (x, max(10, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale,
-                        (255, 255, 255), 1, cv2.LINE_AA)
+        if show.any():
+            shown = person.expected_oks if getattr(person, "expected_oks", None) is not None else person.score
+            anchors.append((shown, tuple(int(v) for v in kp[show].min(0))))
+    if label:  # best scores first; a label that would overlap one already drawn is left out
+        drawn: list[tuple[int, int, int, int]] = []
+        for score, (x, y) in sorted(anchors, key=lambda a: -a[0]):
+            text = f"{score:.2f}"
+            (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale, 1)
+            y = max(h + 2, y - 4)
+            box = (x, y - h - 2, x + w, y + 2)
+            if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in drawn):
+                continue
+            drawn.append(box)
+            cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale, (255, 255, 255), 1, cv2.LINE_AA)
     return out
 
 

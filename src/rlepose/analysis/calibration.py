@@ -8,7 +8,8 @@ instance the crop size (pixels) and the object area (COCO's, pixels²) for OKS.
   the mean predicted by the model, σ̂·E|x̄| with E|x̄| under the learned density of x̄.
 * Coverage: the central 50/80/95% interval of the learned density's marginal, µ̂ − σ̂·[q_hi, q_lo]
   for the label (x̄ = (µ̂ − µg)/σ̂), against the nominal level, per coordinate, per joint, overall.
-* Correlation: instance confidence (1 − mean σ̂) with the instance's OKS (COCO's formula: per-joint
+* Correlation: instance confidence (1 − mean σ̂) and the expected OKS of the predicted density
+  (:func:`rlepose.evaluation.coco.expected_oks`) with the instance's OKS (COCO's formula: per-joint
   sigmas, the object's area, labelled joints only), Pearson and Spearman; per joint, the joint
   confidence with that joint's keypoint similarity.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rlepose.analysis.density import density_grid
+from rlepose.evaluation.coco import expected_oks
 from rlepose.files import write_json
 
 __all__ = ["LEVELS", "marginal_quantiles", "central_intervals", "coverage", "reliability", "rankdata",
@@ -124,6 +126,7 @@ def analyze_arrays(mu, sigma, target, weight, size, area, sigmas, intervals: dic
     has = labelled.any(1)
     oks = (ks * labelled).sum(1)[has] / labelled.sum(1)[has]
     instance_conf = 1 - sigma[has].mean(axis=(1, 2))
+    believed = expected_oks(sigma[..., :2] * size[:, None, :], area, sigmas, labelled)[has]
     joint_conf = 1 - sigma.mean(-1)
     d = mu.shape[-1]
     return {
@@ -132,6 +135,8 @@ def analyze_arrays(mu, sigma, target, weight, size, area, sigmas, intervals: dic
         "coverage": {str(k): v for k, v in coverage(mu, sigma, target, weight, intervals, levels).items()},
         "nominal": list(levels),
         "instance_confidence_vs_oks": correlations(instance_conf, oks),
+        "expected_oks_vs_oks": correlations(believed, oks),
+        "mean_expected_oks": float(believed.mean()) if len(believed) else float("nan"),
         "joint_confidence_vs_similarity": [correlations(joint_conf[labelled[:, k], k], ks[labelled[:, k], k])
                                            for k in range(mu.shape[1])],
         "mean_oks": float(oks.mean()) if len(oks) else float("nan"),

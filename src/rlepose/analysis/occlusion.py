@@ -14,6 +14,7 @@ the ratio for the same joint (joints with at least 5 of each).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -150,8 +151,10 @@ def analyze_occlusion(module, cfg, out_dir: str | Path, size: float = 0.2, title
     loader, _ = val_loader(cfg, spec)
     flags = [inst.flags for inst in loader.dataset.instances]
 
-    def batches():
-        for batch in loader:
+    from tqdm import tqdm
+
+    def batches():  # one model pass per joint of every crop: minutes on a CPU, so a progress bar
+        for batch in tqdm(loader, desc="occlusion", unit="batch", file=sys.stderr):
             if batch is not None and all(flags[int(i)] is not None for i in batch["index"]):
                 batch["visibility"] = torch.from_numpy(np.stack([flags[int(i)] for i in batch["index"]]))
             yield batch

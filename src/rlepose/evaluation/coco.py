@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["STAT_NAMES", "oks", "rescore", "oks_nms", "to_coco_results", "postprocess", "coco_keypoint_ap",
+__all__ = ["STAT_NAMES", "oks", "expected_keypoint_similarity", "expected_oks", "rescore", "oks_nms", "to_coco_results", "postprocess", "coco_keypoint_ap",
            "pearson"]
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
@@ -29,6 +29,32 @@ def oks(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, area: float, sigm
     d2 = ((pred - gt) ** 2).sum(-1)
     e = d2 / ((2 * sigmas) ** 2) / (area + np.spacing(1)) / 2
     return float(np.exp(-e)[vis].mean())
+
+
+def expected_keypoint_similarity(scale_px: np.ndarray, area: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """What a model expects each joint's COCO keypoint similarity to be, (N, K): the mean of
+    ``exp(−d²/(2c²))``, c² = area·(2σ_k)², when each coordinate's error is Laplace with the
+    predicted scale ``scale_px`` (N, K, 2) pixels (σ̂ times the crop size), independently:
+    per coordinate ``E exp(−x²/(2c²)) = (c/b)·√(π/2)·erfcx(c/(b√2))`` for x ~ Laplace(0, b)
+    (erfcx(z) = exp(z²)·erfc(z)), and the product over the two. ``area`` (N,) pixels²."""
+    import torch
+
+    c = np.sqrt(np.maximum(np.asarray(area, float), np.finfo(float).tiny))[:, None] * 2 * np.asarray(sigmas, float)
+    b = np.maximum(np.asarray(scale_px, float), 1e-12)
+    ratio = torch.from_numpy(c[..., None] / b)
+    per_coordinate = ratio * np.sqrt(np.pi / 2) * torch.special.erfcx(ratio / np.sqrt(2))
+    return per_coordinate.prod(-1).numpy()
+
+
+def expected_oks(scale_px: np.ndarray, area: np.ndarray, sigmas: np.ndarray,
+                 labelled: np.ndarray | None = None) -> np.ndarray:
+    """A person's expected OKS (N,): :func:`expected_keypoint_similarity` averaged over its
+    joints (the ``labelled`` ones (N, K) when given, as OKS counts them)."""
+    ks = expected_keypoint_similarity(scale_px, area, sigmas)
+    if labelled is None:
+        return ks.mean(1)
+    count = labelled.sum(1)
+    return np.where(count > 0, (ks * labelled).sum(1) / np.maximum(count, 1), np.nan)
 
 
 def rescore(joint_confidence: np.ndarray, box_score: float, threshold: float = 0.2) -> float:

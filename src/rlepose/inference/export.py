@@ -68,32 +68,35 @@ def read_onnx_metadata(path: str | Path) -> dict:
     return json.loads(meta["rlepose"]) if "rlepose" in meta else {}
 
 
-def _checkpoint_stamp(path: Path) -> dict:
-    st = path.stat()
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+def checkpoint_digest(path: Path) -> str:
+    """The sha256 of a checkpoint's bytes (hex), which names its cached graph."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def cached_onnx(checkpoint: str | Path, onnx_path: str | Path | None = None, trust: bool = False) -> Path:
-    """The ONNX inference graph of ``checkpoint``: ``onnx_path`` (default: beside the checkpoint,
-    same name with ``.onnx``) when it was exported from this very file (size and modification
-    time recorded in its metadata), otherwise exported there now. A checkpoint in a folder that
-    cannot be written gets its graph under ``$RLEPOSE_HOME/onnx`` instead."""
-    checkpoint = Path(checkpoint)
-    stamp = _checkpoint_stamp(checkpoint)
-    candidates = [Path(onnx_path)] if onnx_path else [checkpoint.with_suffix(".onnx")]
-    if not onnx_path:
-        from rlepose.hub import home
+    """The ONNX inference graph of ``checkpoint``, exported on first use.
 
-        candidates.append(home() / "onnx" / f"{checkpoint.stem}-{stamp['size']}-{stamp['mtime_ns']}.onnx")
-    for path in candidates:
-        if path.is_file() and read_onnx_metadata(path).get("source") == stamp:
-            return path
-    for path in candidates:
-        try:
-            return export_checkpoint(checkpoint, path, trust=trust, extra_metadata={"source": stamp})
-        except PermissionError:
-            continue
-    raise PermissionError(f"cannot write the ONNX graph of {checkpoint} to any of {[str(c) for c in candidates]}")
+    Without ``onnx_path`` the graph lives under ``$RLEPOSE_HOME/onnx/``, named by the sha256 of
+    the checkpoint's bytes: a changed checkpoint gets a new graph, and nothing is written beside
+    the checkpoint (which may be inside an installed package). ``onnx_path``: a graph the user
+    chose; used as it is when it exists, exported there when it does not, never overwritten."""
+    checkpoint = Path(checkpoint)
+    if onnx_path is not None:
+        onnx_path = Path(onnx_path)
+        return onnx_path if onnx_path.is_file() else export_checkpoint(checkpoint, onnx_path, trust=trust)
+    from rlepose.hub import home
+
+    digest = checkpoint_digest(checkpoint)
+    path = home() / "onnx" / f"{checkpoint.stem}-{digest[:16]}.onnx"
+    if path.is_file() and read_onnx_metadata(path).get("sha256") == digest:
+        return path
+    return export_checkpoint(checkpoint, path, trust=trust, extra_metadata={"sha256": digest})
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, trust: bool = False,

@@ -13,7 +13,7 @@ from rlepose.data.io import DataError, read_image
 from rlepose.files import write_json
 
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "is_video_source", "collect_images", "load_boxes",
-           "predict_files", "predict_video"]
+           "rank", "predict_files", "predict_video"]
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -26,13 +26,26 @@ def is_video_source(source: str | Path) -> bool:
 
 
 def collect_images(paths: list[str | Path]) -> list[Path]:
-    """Files as given, folders expanded to their images (sorted)."""
-    out = []
+    """Files as given, folders expanded to their images (sorted). Every problem is reported in
+    one error: a path that does not exist (FileNotFoundError), a folder without images, or no
+    images at all (ValueError)."""
+    out, missing, empty = [], [], []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        else:
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            out += found
+            if not found:
+                empty.append(str(p))
+        elif p.exists():
             out.append(p)
+        else:
+            missing.append(str(p))
+    if missing:
+        raise FileNotFoundError(f"not found: {', '.join(missing)}")
+    if empty:
+        raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(empty)}")
+    if not out:
+        raise ValueError("no images given")
     return out
 
 
@@ -76,33 +89,42 @@ def load_boxes(path: str | Path, images: list[Path], threshold: float = 0.0) -> 
     return {img: (np.array([b for b, _ in v], float), np.array([s for _, s in v], float)) for img, v in found.items()}
 
 
+def rank(people: list, min_score: float = 0.0) -> list:
+    """People best first, by the OKS the model expects (its ``score`` for heatmap models), those
+    below ``min_score`` left out."""
+    def key(p):
+        return p.expected_oks if p.expected_oks is not None else p.score
+
+    return sorted((p for p in people if key(p) >= min_score), key=lambda p: -key(p))
+
+
 def predict_files(predictor, inputs: list[str | Path], out_file: str | Path,
                   boxes: dict[Path, tuple[np.ndarray, np.ndarray]] | None = None, detector=None,
-                  render_dir: str | Path | None = None) -> dict:
+                  render_dir: str | Path | None = None, min_score: float = 0.0) -> dict:
     """Poses on every image of ``inputs`` (files, folders) with ``predictor``
     (:class:`rlepose.inference.PosePredictor`); COCO keypoint results are rewritten to
     ``out_file`` after each image, so a failure later never loses what was computed; unreadable
     images are reported and skipped. Person boxes: ``boxes`` (:func:`load_boxes`), else
-    ``detector`` (image → boxes, scores), else the whole image. ``render_dir``: drawn images."""
+    ``detector`` (image → boxes, scores), else the whole image. ``render_dir``: drawn images.
+    People are ranked and filtered by :func:`rank` with ``min_score``."""
     from rlepose.visualize import draw_poses
 
-    images = collect_images(inputs)
+    images = inputs if all(isinstance(p, Path) and p.is_file() for p in inputs) else collect_images(inputs)
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     results, failed, done = [], [], 0
     for img_path in images:
         try:
             image = read_image(img_path)
-        except DataError as e:
+        except DataError as e:  # reported by the caller (the CLI prints each once)
             failed.append(str(e))
-            log.warning("%s", e)
             continue
         image_id = int(img_path.stem) if img_path.stem.isdigit() else img_path.name
         if boxes is not None and img_path not in boxes:
             people = []
         else:
             b, s = boxes[img_path] if boxes is not None else detector(image) if detector is not None else (None, None)
-            people = predictor.predict(image, b, s) if b is None or len(b) else []
+            people = rank(predictor.predict(image, b, s), min_score) if b is None or len(b) else []
         results += [{**p.to_coco(image_id), "file_name": img_path.name} for p in people]
         if render_dir:
             Path(render_dir).mkdir(parents=True, exist_ok=True)
@@ -117,7 +139,7 @@ def predict_files(predictor, inputs: list[str | Path], out_file: str | Path,
 
 def predict_video(predictor, source: str | Path, out_file: str | Path, render: str | Path | None = None,
                   detector=None, frames_per_batch: int = 8, max_frames: int | None = None,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, min_score: float = 0.0) -> dict:
     """Poses in every frame of a video file or camera (``source`` ``"0"``: camera 0).
 
     Frames are read with OpenCV; people come from ``detector`` (image → boxes, scores), or the
@@ -164,7 +186,8 @@ def predict_video(predictor, source: str | Path, out_file: str | Path, render: s
             if not frames:
                 break
             detections = [detector(f) if detector is not None else (None, None) for f in frames]
-            people = predictor.predict_many(frames, [d[0] for d in detections], [d[1] for d in detections])
+            people = [rank(p, min_score) for p in
+                      predictor.predict_many(frames, [d[0] for d in detections], [d[1] for d in detections])]
             for offset, (frame, persons) in enumerate(zip(frames, people)):
                 index = done + offset
                 results += [{"frame": index, "time_s": round(index / fps, 4), **p.to_coco(index)} for p in persons]

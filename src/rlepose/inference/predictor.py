@@ -22,7 +22,7 @@ from torch import Tensor
 from rlepose.data.io import read_image
 from rlepose.data.keypoints import KeypointSpec
 from rlepose.data.transforms import crop_boxes, crop_to_image, crops_to_array, crops_to_tensor
-from rlepose.evaluation.coco import rescore
+from rlepose.evaluation.coco import expected_oks, rescore
 from rlepose.inference.backends import OnnxBackend, TorchBackend, choose_backend
 from rlepose.inference.flip import with_flip
 
@@ -35,19 +35,25 @@ log = logging.getLogger(__name__)
 class PoseResult:
     """One person: ``bbox`` (x, y, w, h) image pixels, ``keypoints`` (K, 2) image pixels,
     ``joint_confidence`` (K,) (``1 − mean_d σ̂``), ``score`` (box score × mean joint confidence
-    above 0.2, as in COCO evaluation) and ``box_score`` (the detector's, 1 for given boxes)."""
+    above 0.2, as in COCO evaluation), ``box_score`` (the detector's, 1 for given boxes) and
+    ``expected_oks``: the OKS the model expects its pose to have, from σ̂ (the box's area as the
+    object's; :func:`rlepose.evaluation.coco.expected_oks`), None for heatmap models."""
 
     bbox: list[float]
     keypoints: np.ndarray
     joint_confidence: np.ndarray
     score: float
     box_score: float = 1.0
+    expected_oks: float | None = None
 
     def to_coco(self, image_id) -> dict:
         """The COCO keypoint-results record of this person in image ``image_id``."""
         flat = np.concatenate([self.keypoints[:, :2], self.joint_confidence[:, None]], 1).ravel()
-        return {"image_id": image_id, "category_id": 1, "keypoints": [float(v) for v in flat],
-                "score": float(self.score), "bbox": [float(v) for v in self.bbox]}
+        out = {"image_id": image_id, "category_id": 1, "keypoints": [float(v) for v in flat],
+               "score": float(self.score), "bbox": [float(v) for v in self.bbox]}
+        if self.expected_oks is not None:
+            out["expected_oks"] = float(self.expected_oks)
+        return out
 
 
 class PosePredictor:
@@ -55,13 +61,16 @@ class PosePredictor:
     the same batch, map back to image pixels, score each person as in evaluation."""
 
     def __init__(self, backend, spec: KeypointSpec, input_size: tuple[int, int], flip_test: bool = True,
-                 batch_size: int = 32, backend_name: str = "custom", detector="yolox-s") -> None:
+                 batch_size: int = 32, backend_name: str = "custom", detector="yolox-s",
+                 sigma_confidence: bool = True) -> None:
         self.backend, self.spec, self.input_size = backend, spec, tuple(input_size)
         self._detector = detector  # a name (built on first use), a callable, or None
         self.backend_name = backend_name
         self.flip_test = flip_test and bool(spec.flip_pairs)
         self.batch_size = batch_size
         self._perm = spec.flip_permutation()
+        # joint confidence is 1 − mean σ̂ (regression and integral heads), so σ̂ gives an expected OKS
+        self.sigma_confidence = sigma_confidence and bool(spec.sigmas)
 
     @classmethod
     def from_pretrained(cls, name: str, flip_test: bool = True, backend: str = "auto",
@@ -96,14 +105,16 @@ class PosePredictor:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         runner = TorchBackend(loaded.model, loaded.input_size, device=device, optimize=optimize, precision=precision,
                               compile=compile)
-        return cls(runner, loaded.spec, loaded.input_size, flip_test, backend_name="torch", detector=detector)
+        return cls(runner, loaded.spec, loaded.input_size, flip_test, backend_name="torch", detector=detector,
+                   sigma_confidence=not loaded.model.is_heatmap)
 
     @classmethod
     def from_onnx(cls, path: str | Path, flip_test: bool = True, detector="yolox-s") -> "PosePredictor":
         backend = OnnxBackend(path)
         meta = backend.metadata
+        head = meta.get("config", {}).get("model", {}).get("head")
         return cls(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"], flip_test,
-                   backend_name="onnxruntime", detector=detector)
+                   backend_name="onnxruntime", detector=detector, sigma_confidence=head != "heatmap")
 
     @property
     def detector(self):
@@ -164,11 +175,19 @@ class PosePredictor:
         # benchmarks/inference_speed.py)
         to_batch = crops_to_array if getattr(self.backend, "takes_numpy", False) else crops_to_tensor
         kps, joint_conf = self._run(to_batch(np.concatenate(crops)))
-        keypoints = crop_to_image(kps, np.concatenate(matrices), self.input_size)
+        matrices = np.concatenate(matrices)
+        keypoints = crop_to_image(kps, matrices, self.input_size)
+        boxes_all, scores_all = np.concatenate(all_boxes), np.concatenate(all_scores)
+        believed = [None] * len(boxes_all)
+        if self.sigma_confidence:
+            # the crop's size in image pixels (an unrotated crop: its matrix scales by output / size)
+            crop_px = np.array(self.input_size[::-1], float) / np.stack([matrices[:, 0, 0], matrices[:, 1, 1]], 1)
+            sigma = np.repeat((1 - joint_conf)[..., None], 2, -1)  # σ̂ averaged over the coordinates
+            believed = expected_oks(sigma * crop_px[:, None, :], boxes_all[:, 2] * boxes_all[:, 3],
+                                    np.asarray(self.spec.sigmas, float)).tolist()
         out: list[list[PoseResult]] = [[] for _ in images]
-        for owner, box, kp, c, s in zip(owners, np.concatenate(all_boxes), keypoints, joint_conf,
-                                        np.concatenate(all_scores)):
-            out[owner].append(PoseResult(box.tolist(), kp, c, float(rescore(c, s)), float(s)))
+        for owner, box, kp, c, s, e in zip(owners, boxes_all, keypoints, joint_conf, scores_all, believed):
+            out[owner].append(PoseResult(box.tolist(), kp, c, float(rescore(c, s)), float(s), e))
         return out
 
     def predict(self, image: np.ndarray | str | Path, boxes=None, box_scores=None) -> list[PoseResult]:

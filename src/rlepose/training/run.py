@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
@@ -111,6 +112,34 @@ class ResumableLoader(DataLoader):
         pass
 
 
+class StderrProgressBar(TQDMProgressBar):
+    """Lightning's progress bars on stderr, so that stdout holds only results (Lightning's own
+    bars write to stdout, which it reads when a bar is made)."""
+
+    @staticmethod
+    def _on_stderr(make):
+        saved, sys.stdout = sys.stdout, sys.stderr
+        try:
+            return make()
+        finally:
+            sys.stdout = saved
+
+    def init_sanity_tqdm(self):
+        return self._on_stderr(super().init_sanity_tqdm)
+
+    def init_train_tqdm(self):
+        return self._on_stderr(super().init_train_tqdm)
+
+    def init_validation_tqdm(self):
+        return self._on_stderr(super().init_validation_tqdm)
+
+    def init_predict_tqdm(self):
+        return self._on_stderr(super().init_predict_tqdm)
+
+    def init_test_tqdm(self):
+        return self._on_stderr(super().init_test_tqdm)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints are written to a temporary name beside the target and renamed over it, so a
     crash or a kill mid-write never leaves a truncated file where a good one was."""
@@ -150,6 +179,8 @@ def _trainer(cfg: ExperimentConfig, out_dir: Path, monitor: str | None, mode: st
                                      save_on_train_epoch_end=tc.checkpoint_every_steps is None,
                                      enable_version_counter=False))
     callbacks += kwargs.pop("callbacks", [])  # the caller's callbacks come on top of ours
+    if kwargs.get("enable_progress_bar", True) and not any(isinstance(c, TQDMProgressBar) for c in callbacks):
+        callbacks.append(StderrProgressBar())
     loggers = [CSVLogger(out_dir, name="csv", version="")]
     try:
         loggers.append(TensorBoardLogger(out_dir, name="tensorboard", version=""))
@@ -358,6 +389,8 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, out_file: str | Path
     # One device by default: the evaluator needs every prediction in one process anyway.
     kwargs = {"accelerator": tc.accelerator, "devices": 1, "precision": tc.precision, "logger": False,
               "enable_checkpointing": False, **trainer_kwargs}
+    if kwargs.get("enable_progress_bar", True):
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), StderrProgressBar()]
     trainer = L.Trainer(**kwargs)
     trainer.validate(module, loader, verbose=False)
     if out_file is not None:
