@@ -21,7 +21,10 @@ Rows:
 
 Photos: the COCO fixture images (``--photos``, a folder with a COCO keypoints JSON) with their
 annotations repeated to ``--instances`` samples; real photos, so decoding costs what it costs
-on COCO. JSON: every row with its settings, and the ratios the project's goals are stated in.
+on COCO. On a machine without the fixtures (a lent GPU gets the checkout only), copy them into an
+ignored folder first and pass it: ``cp -r ../shared/data/fixtures/coco benchmarks/results/photos``,
+then ``--photos benchmarks/results/photos``. JSON: every row with its settings, and the ratios the
+project's goals are stated in.
 """
 from __future__ import annotations
 

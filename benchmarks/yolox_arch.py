@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from rlepose.inference.export import torchscript_onnx_export
+
 # name: (depth multiplier, width multiplier, input side) as published
 YOLOX_SIZES = {"yolox-tiny": (0.33, 0.375, 416), "yolox-s": (0.33, 0.50, 640), "yolox-m": (0.67, 0.75, 640),
                "yolox-l": (1.0, 1.0, 640), "yolox-x": (1.33, 1.25, 640)}
@@ -130,6 +132,6 @@ def export_yolox(name: str, path: str | Path) -> Path:
     model, side = yolox(name)
     path = Path(path)
     with torch.no_grad():
-        torch.onnx.export(model, torch.zeros(1, 3, side, side), str(path), input_names=["input"],
-                          output_names=["output"], opset_version=17, dynamo=False)
+        torchscript_onnx_export(model, (torch.zeros(1, 3, side, side),), path, input_names=["input"],
+                                output_names=["output"], opset_version=17)
     return path

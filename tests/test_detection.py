@@ -75,8 +75,14 @@ class _RawGraph(nn.Module):
 
 
 def _export(module, path, names):
-    torch.onnx.export(module, (torch.zeros(1, 3, 64, 64),), str(path), input_names=["input"], output_names=names,
-                      opset_version=17, dynamo=False)
+    import warnings
+
+    from rlepose.inference.export import torchscript_onnx_export
+
+    with warnings.catch_warnings():  # the fake graphs' constant outputs are constants on purpose
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torchscript_onnx_export(module, (torch.zeros(1, 3, 64, 64),), path, input_names=["input"], output_names=names,
+                                opset_version=17)
     return path
 
 

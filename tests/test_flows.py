@@ -166,3 +166,23 @@ def test_flow_refuses_a_state_dict_with_missing_or_misshapen_official_keys():
     sd = _SequentialRealNVP(2, hidden_features=32).state_dict()
     with pytest.raises(RuntimeError, match="size mismatch"):
         RealNVP(2).load_state_dict(sd)
+
+
+@pytest.mark.slow
+def test_the_rle_loss_compiles_as_one_graph_and_matches_eager():
+    """torch.compile(fullgraph=True) takes the loss with its flow (the hand-written backward
+    included): no graph break, the same value and gradients."""
+    from rlepose.losses import RLELoss
+
+    torch.set_default_dtype(torch.float32)
+    torch.manual_seed(0)
+    loss = RLELoss(2, flow=RealNVP(2, hidden_features=16))
+    mu = torch.rand(8, 17, 2, requires_grad=True)
+    sigma = torch.rand(8, 17, 2).add(0.05).requires_grad_()
+    target = torch.rand(8, 17, 2)
+    ref = loss(mu, sigma, target)
+    g_ref = torch.autograd.grad(ref, [mu, sigma, *loss.parameters()])
+    out = torch.compile(loss, fullgraph=True)(mu, sigma, target)
+    grads = torch.autograd.grad(out, [mu, sigma, *loss.parameters()])
+    assert out.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item()) for a, b in zip(grads, g_ref))

@@ -123,7 +123,7 @@ def test_two_process_ddp_validates_the_whole_set(tmp_path, fixtures):
                  "train.strategy=ddp_spawn", "train.precision=bf16-mixed"]
     cfg = load_config(_config(tmp_path, fixtures), overrides)
     train(cfg, enable_progress_bar=False)
-    rows = list(csv.DictReader(open(tmp_path / "runs/ddp/csv/metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / "runs/ddp/csv/metrics.csv").read_text().splitlines()))
     logged = [float(r["val/mean_oks"]) for r in rows if r.get("val/mean_oks")]
     single = evaluate(cfg, tmp_path / "runs/ddp/checkpoints/last.ckpt", enable_progress_bar=False, devices=1)
     assert logged[-1] == pytest.approx(single["mean_oks"], rel=1e-5)

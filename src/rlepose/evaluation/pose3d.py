@@ -29,7 +29,9 @@ def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     fix = np.ones_like(s)
     fix[:, -1] = d
     rot = u @ (fix[:, :, None] * vt)  # U diag(1, 1, d) Vᵀ
-    scale = (s * fix).sum(-1) / (p**2).sum((1, 2))
+    spread = (p**2).sum((1, 2))
+    # a prediction collapsed to one point fits best as the ground truth's centroid (scale 0)
+    scale = np.divide((s * fix).sum(-1), spread, out=np.zeros_like(spread), where=spread > 0)
     return scale[:, None, None] * np.einsum("nij,nkj->nki", rot, p) + mu_g
 
 

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from rlepose.models.pose_model import TopDownPoseModel
 
-__all__ = ["InferenceGraph", "export_onnx", "read_onnx_metadata", "cached_onnx", "export_checkpoint"]
+__all__ = ["InferenceGraph", "torchscript_onnx_export", "export_onnx", "read_onnx_metadata", "cached_onnx", "export_checkpoint"]
 
 
 class InferenceGraph(nn.Module):
@@ -32,6 +32,18 @@ class InferenceGraph(nn.Module):
         return out["keypoints"], out["joint_confidence"]
 
 
+def torchscript_onnx_export(module: nn.Module, args: tuple, path: str | Path, **kwargs) -> None:
+    """``torch.onnx.export`` with the TorchScript exporter, chosen on purpose: PyTorch's newer one
+    needs onnxscript, and these graphs are tested against ONNX Runtime. Its deprecation notice is
+    expected and left out, as are its notes on constant folding of slices and on gathers with
+    negative indices (the heatmap decoder's indices are never negative)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*TorchScript-based ONNX")
+        torch.onnx.export(module, args, str(path), dynamo=False, **kwargs)
+
+
 def export_onnx(model: TopDownPoseModel, path: str | Path, input_size: tuple[int, int], metadata: dict,
                 opset: int = 17) -> Path:
     """Write the inference graph of ``model`` to ``path`` with dynamic batch and ``metadata``."""
@@ -42,13 +54,8 @@ def export_onnx(model: TopDownPoseModel, path: str | Path, input_size: tuple[int
     graph = InferenceGraph(model).eval()
     dummy = torch.zeros(2, 3, *input_size)
     axes = {"images": {0: "batch"}, "keypoints": {0: "batch"}, "joint_confidence": {0: "batch"}}
-    with warnings.catch_warnings():
-        # The exporter warns about constant folding of slices and about gathers with negative
-        # indices; the heatmap decoder's indices are never negative.
-        warnings.simplefilter("ignore", UserWarning)
-        torch.onnx.export(graph, (dummy,), str(path), input_names=["images"],
-                          output_names=["keypoints", "joint_confidence"], dynamic_axes=axes, opset_version=opset,
-                          dynamo=False)
+    torchscript_onnx_export(graph, (dummy,), path, input_names=["images"], output_names=["keypoints", "joint_confidence"],
+                            dynamic_axes=axes, opset_version=opset)
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = "rlepose", json.dumps(metadata)
