@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import cv2
@@ -89,6 +90,17 @@ def load_boxes(path: str | Path, images: list[Path], threshold: float = 0.0) -> 
     return {img: (np.array([b for b, _ in v], float), np.array([s for _, s in v], float)) for img, v in found.items()}
 
 
+def _progress(items, unit: str, enabled: bool = True):
+    """``items`` with a progress bar on stderr (when tqdm is installed and ``enabled``)."""
+    if not enabled:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, unit=unit[:-1] if unit.endswith("s") else unit, file=sys.stderr, leave=False)
+
+
 def rank(people: list, min_score: float = 0.0) -> list:
     """People best first, by the OKS the model expects (its ``score`` for heatmap models), those
     below ``min_score`` left out."""
@@ -100,7 +112,7 @@ def rank(people: list, min_score: float = 0.0) -> list:
 
 def predict_files(predictor, inputs: list[str | Path], out_file: str | Path,
                   boxes: dict[Path, tuple[np.ndarray, np.ndarray]] | None = None, detector=None,
-                  render_dir: str | Path | None = None, min_score: float = 0.0) -> dict:
+                  render_dir: str | Path | None = None, min_score: float = 0.0, progress: bool = True) -> dict:
     """Poses on every image of ``inputs`` (files, folders) with ``predictor``
     (:class:`rlepose.inference.PosePredictor`); COCO keypoint results are rewritten to
     ``out_file`` after each image, so a failure later never loses what was computed; unreadable
@@ -113,7 +125,7 @@ def predict_files(predictor, inputs: list[str | Path], out_file: str | Path,
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     results, failed, done = [], [], 0
-    for img_path in images:
+    for img_path in _progress(images, "images", progress):
         try:
             image = read_image(img_path)
         except DataError as e:  # reported by the caller (the CLI prints each once)

@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
+from tqdm import tqdm
 
 from rlepose.data.datasets import (DataError, SeededShuffleSampler, TopDownDataset, collate_skip_none,
                                    load_coco_instances, load_mpii_instances)
@@ -308,7 +309,7 @@ def heldout_arrays(module, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
     module.eval()
     device = next(module.parameters()).device
     parts: dict[str, list] = {k: [] for k in ("mu", "sigma", "target", "weight", "size", "area")}
-    for batch in loader:
+    for batch in tqdm(loader, desc="held-out crops", unit="batch", file=sys.stderr, leave=False):
         if batch is None:
             continue
         with torch.inference_mode():
