@@ -363,3 +363,17 @@ def test_cli_prints_only_what_rlepose_has_to_say(tmp_path):
     assert not any(noise in out + err for noise in ("GPU available", "TPU available", "Tip:", "LeafSpec"))
     assert "Validation" not in out and "it/s]" not in out  # progress bars go to stderr
     assert "GPU available" in "".join(run("--verbose"))
+
+
+def test_inference_loads_a_model_without_lightning(tmp_path):
+    """`load_pose_model` and `PosePredictor` come without Lightning and without building a loss."""
+    import subprocess
+    import sys
+
+    ckpt, model = _checkpoint(tmp_path)
+    code = ("import sys, torch; from rlepose import load_pose_model, PosePredictor; "
+            f"m = load_pose_model({str(ckpt)!r}); "
+            "assert 'lightning' not in sys.modules, 'lightning imported'; "
+            "assert not any(k.startswith('loss') for k in m.model.state_dict()); print(m.input_size)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
