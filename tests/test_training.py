@@ -314,3 +314,16 @@ def test_flow_warmup_default_lasts_until_the_learning_rate_first_drops():
         resolved(loss={"name": "dle", "flow_warmup_epochs": 2})
     with pytest.raises(ConfigError, match=">= 0"):
         resolved(loss={"name": "rle", "flow_warmup_epochs": -1})
+
+
+def test_train_compile_keeps_the_state_dict():
+    """train.compile compiles the training forward only: the module's state dict (and so every
+    checkpoint) has the same keys as without it."""
+    from rlepose.config import config_to_dict
+    from rlepose.training.module import PoseModule
+
+    plain = PoseModule(config_to_dict(config_from_dict({"model": {"backbone": "resnet18"}})))
+    compiled = PoseModule(config_to_dict(config_from_dict({"model": {"backbone": "resnet18"},
+                                                           "train": {"compile": True}})))
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+    assert compiled._compiled is not None and plain._compiled is None
