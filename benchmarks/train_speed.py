@@ -149,11 +149,16 @@ def photo_instances(photos: Path, repeat_to: int):
     return (instances * (repeat_to // len(instances) + 1))[:repeat_to], ann
 
 
+def training_set(instances, input_size: tuple[int, int]) -> TopDownDataset:
+    """The training loader's dataset: the COCO config's augmentation at ``input_size``, uint8 crops."""
+    transform = TopDownTransform(TransformConfig(input_size=input_size), COCO_KEYPOINTS, True, uint8=True)
+    return TopDownDataset(instances, transform, seed=0)
+
+
 def sample_vs_bare(instances, input_size: tuple[int, int], repeats: int) -> dict:
     """One core: a training sample (COCO augmentation, uint8 crop) against imdecode + warpAffine."""
     cv2.setNumThreads(1)
-    dataset = TopDownDataset(instances, TopDownTransform(TransformConfig(input_size=input_size), COCO_KEYPOINTS,
-                                                         True, uint8=True), seed=0)
+    dataset = training_set(instances, input_size)
     aspect = input_size[1] / input_size[0]
 
     def bare(i: int) -> None:
@@ -180,8 +185,7 @@ def sample_vs_bare(instances, input_size: tuple[int, int], repeats: int) -> dict
 
 def pipeline(instances, input_size, batch: int, workers: int, steps: int) -> float:
     """Images/s of the training loader alone (uint8 crops, the training collate)."""
-    dataset = TopDownDataset(instances, TopDownTransform(TransformConfig(input_size=input_size), COCO_KEYPOINTS,
-                                                         True, uint8=True), seed=0)
+    dataset = training_set(instances, input_size)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers,
                                          collate_fn=collate_skip_none, drop_last=True,
                                          persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())

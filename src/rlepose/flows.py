@@ -57,6 +57,14 @@ def _bmm(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
     return torch.bmm(a, b) if bias is None else torch.baddbmm(bias, a, b)
 
 
+def _coupling_params(weights, biases, k: int, keep: list[int], change: list[int]) -> tuple[list, list]:
+    """Coupling k's s and t weights (2, out, in) and biases (2, out) per linear layer: the first
+    layer's columns of the kept coordinates, the last layer's rows of the changed ones."""
+    w, b = [wj[k] for wj in weights], [bj[k] for bj in biases]
+    w[0], w[-1], b[-1] = w[0][:, :, keep], w[-1][:, change], b[-1][:, change]
+    return w, b
+
+
 def _pair_forward(x_kept: Tensor, weights: list[Tensor], biases: list[Tensor]) -> list[Tensor]:
     """The s and t networks of one coupling, batched: ``x_kept`` (M, d_in) → the input of every
     linear layer and, last, the output (index 0 of the pair is s before its tanh): (2, M, ·)
@@ -79,10 +87,7 @@ class _InverseStack(torch.autograd.Function):
         z, log_det = x, x.new_zeros(x.shape[0])
         saved = []
         for k in reversed(range(len(keep))):
-            w = [wj[k] for wj in weights]
-            w[0], w[-1] = w[0][:, :, keep[k]], w[-1][:, change[k]]
-            b = [bj[k] for bj in biases]
-            b[-1] = b[-1][:, change[k]]
+            w, b = _coupling_params(weights, biases, k, keep[k], change[k])
             acts = _pair_forward(z[:, keep[k]], w, b)
             s, t = torch.tanh(acts[-1][0]), acts[-1][1]
             e = torch.exp(-s)
@@ -183,11 +188,9 @@ class RealNVP(nn.Module):
 
     def _st(self, k: int, x: Tensor) -> tuple[Tensor, Tensor]:
         """Log-scale and shift (M, d_change) of coupling k from the full input x (M, D)."""
-        keep, change = self._keep[k], self._change[k]
-        w = [getattr(self, f"weight{j}")[k] for j in range(self.hidden_layers)]
-        b = [getattr(self, f"bias{j}")[k] for j in range(self.hidden_layers)]
-        w[0], w[-1], b[-1] = w[0][:, :, keep], w[-1][:, change], b[-1][:, change]
-        out = _pair_forward(x[:, keep], w, b)[-1]
+        params = self._params()
+        w, b = _coupling_params(params[0::2], params[1::2], k, self._keep[k], self._change[k])
+        out = _pair_forward(x[:, self._keep[k]], w, b)[-1]
         return torch.tanh(out[0]), out[1]
 
     def forward_transform(self, z: Tensor) -> tuple[Tensor, Tensor]:

@@ -7,6 +7,7 @@ is (H, W), 256×192 by default; targets are normalized crop coordinates
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -139,10 +140,15 @@ def normalize_images(images: torch.Tensor) -> torch.Tensor:
     arithmetic as :func:`to_tensor`); float crops are returned as they are."""
     if images.dtype != torch.uint8:
         return images
-    x = images.float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    mean, std = _normalization(images.device)
+    return (images.float().div_(255.0) - mean) / std
+
+
+@functools.lru_cache(maxsize=None)
+def _normalization(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std (1, 3, 1, 1) on ``device``, made once (not copied to it every step)."""
+    return (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1))
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
