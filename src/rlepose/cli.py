@@ -266,15 +266,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.model == SHIPPED_NAME or Path(args.checkpoint).resolve() == SHIPPED_PATH:
         print("note: the demo model was trained on rendered figures only; on photos its poses mean little "
               "(`rlepose models` lists models trained on COCO)", file=sys.stderr)
+    predictor = _predictor(args)
     detector = None
-    if not args.boxes and not args.whole_image:
+    if not predictor.needs_boxes:
+        if args.boxes or args.whole_image or args.detector:
+            raise ValueError("this is a one-stage model: it finds the people itself, so --boxes, --detector and "
+                             "--whole-image do not apply")
+        print("people found by the one-stage model itself (no detector)")
+    elif not args.boxes and not args.whole_image:
         from rlepose.inference.detectors import build_detector
 
-        detector = build_detector(args.detector, score_threshold=args.box_threshold)
-        print(f"person boxes from the {args.detector} detector (score ≥ {args.box_threshold})")
+        name = args.detector or "yolox-s"
+        detector = build_detector(name, score_threshold=args.box_threshold)
+        print(f"person boxes from the {name} detector (score ≥ {args.box_threshold})")
     if videos:
-        return _predict_videos(args, videos, detector)
-    predictor = _predictor(args)
+        return _predict_videos(args, videos, detector, predictor)
     summary = predict_files(predictor, images, args.out, boxes=boxes, detector=detector, render_dir=args.render,
                             min_score=args.score_threshold)
     print(f"ran with {predictor.describe()}")
@@ -305,10 +311,9 @@ def _predictor(args: argparse.Namespace):
                                          precision=args.precision, detector=None)
 
 
-def _predict_videos(args: argparse.Namespace, videos: list[str], detector) -> int:
+def _predict_videos(args: argparse.Namespace, videos: list[str], detector, predictor) -> int:
     from rlepose.inference.media import predict_video
 
-    predictor = _predictor(args)
     print(f"ran with {predictor.describe()}")
     for video in videos:
         out = args.out if len(videos) == 1 else str(Path(args.out).with_suffix("")) + f"_{Path(video).stem}.json"
@@ -397,16 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
                                       "`rlepose export --format compact`)")
     demo.set_defaults(func=cmd_demo)
 
-    pr = sub.add_parser("predict", help="top-down inference on images, folders, videos or a camera")
+    pr = sub.add_parser("predict", help="poses on images, folders, videos or a camera (top-down models with a detector "
+                                        "or boxes; one-stage models on their own)")
     pr.add_argument("images", nargs="+", help="image files or folders; or a video file, or a camera index (0, 1, …)")
     which = pr.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="a trained or converted checkpoint")
     which.add_argument("--model", help="a pretrained model by name (see `rlepose models`), downloaded on first use; "
                                        "`demo`: the small model that ships with rlepose (rendered figures only)")
     boxes = pr.add_mutually_exclusive_group()
-    boxes.add_argument("--detector", default="yolox-s",
+    boxes.add_argument("--detector",
                        help="person detector: yolox-tiny/s/m/l/x (MMPose's ONNX, downloaded on first use; default "
-                            "yolox-s), hog (OpenCV, offline, weak) or a YOLOX .onnx path")
+                            "yolox-s), hog (OpenCV, offline, weak) or a YOLOX .onnx path; a one-stage model needs none")
     boxes.add_argument("--boxes", help="COCO detection-results JSON (image_id → file by name or id) instead of a detector")
     boxes.add_argument("--whole-image", action="store_true", help="one person box covering each whole image")
     pr.add_argument("--box-threshold", "--box-score-threshold", dest="box_threshold", type=float, default=0.3,

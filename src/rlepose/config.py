@@ -14,6 +14,7 @@ import yaml
 
 from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import TransformConfig
+from rlepose.models.one_stage import OneStageConfig
 from rlepose.models.pose_model import ModelConfig
 
 __all__ = ["LossConfig", "upgrade_loss_section", "DataConfig", "TrainConfig", "LiftingConfig",
@@ -130,6 +131,9 @@ class DataConfig:
     val_subjects: tuple[str, ...] = ("S9", "S11")
     mix_mpii_ann: str | None = None  # mixed 2-D/3-D training: an MPII top-down JSON …
     mix_mpii_images: str | None = None  # … and its image folder (z carries zero weight)
+    # the embedded rendered dataset (rlepose.data.synthetic): (train, held-out) image counts, rendered
+    # under data.root on first use as train.json/train and val.json/val; None for data on disk
+    rendered: tuple[int, int] | None = None
     batch_size: int = 32
     val_batch_size: int = 64
     num_workers: int = 4
@@ -186,12 +190,14 @@ class LiftingConfig:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """``task``: topdown (crops → 2-D or 3-D keypoints) or lifting (2-D joints → 3-D)."""
+    """``task``: topdown (crops → 2-D or 3-D keypoints), one_stage (whole images → every
+    person's box and keypoints, :mod:`rlepose.models.one_stage`) or lifting (2-D joints → 3-D)."""
 
     name: str = "coco_res50_rle"
     task: str = "topdown"
     model: ModelConfig = ModelConfig()
     lifting: LiftingConfig = LiftingConfig()
+    one_stage: OneStageConfig = OneStageConfig()
     loss: LossConfig = LossConfig()
     data: DataConfig = DataConfig()
     transform: TransformConfig = TransformConfig()
@@ -227,7 +233,7 @@ class ExperimentConfig:
         return tc.epochs // 2
 
 
-_SECTIONS = {"model": ModelConfig, "lifting": LiftingConfig, "loss": LossConfig, "data": DataConfig,
+_SECTIONS = {"model": ModelConfig, "lifting": LiftingConfig, "one_stage": OneStageConfig, "loss": LossConfig, "data": DataConfig,
              "transform": TransformConfig, "train": TrainConfig}
 
 
@@ -286,8 +292,12 @@ def config_from_dict(d: dict) -> ExperimentConfig:
         cfg.loss.loss_class()  # checks the name
     if cfg.loss.beta != LossConfig.beta and cfg.loss.name != "rle_calibrated":
         raise ConfigError(f"loss.beta is a setting of rle_calibrated, not of {cfg.loss.name}")
-    if cfg.task not in ("topdown", "lifting"):
-        raise ConfigError(f"unknown task {cfg.task!r}: topdown or lifting")
+    if cfg.task not in ("topdown", "one_stage", "lifting"):
+        raise ConfigError(f"unknown task {cfg.task!r}: topdown, one_stage or lifting")
+    if cfg.task == "one_stage" and (cfg.loss.name == "heatmap_mse" or cfg.data.format != "coco" or cfg.model.dim != 2):
+        raise ConfigError("task one_stage trains 2-D keypoints from COCO-format files (data.format: coco) with a "
+                          f"regression loss; got loss {cfg.loss.name!r}, data.format {cfg.data.format!r}, "
+                          f"model.dim {cfg.model.dim}")
     cfg.flow_warmup_epochs()  # validates
     return cfg
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 
-from rlepose.data.synthetic import SyntheticConfig, write_dataset
+from rlepose.data.synthetic import write_splits
 from rlepose.config import ExperimentConfig, config_from_dict, config_to_dict
 from rlepose.files import write_json
 from rlepose.hub import SHIPPED_PATH
@@ -63,9 +63,8 @@ DEMO_MODEL = {"head": "integral", "deconv_channels": 64, "augmentation": SHORT_S
 
 
 def render_data(out_dir: Path, train_images: int, val_images: int, seed: int = 0, label_noise: str = "fixed") -> None:
-    data = out_dir / "data"
-    write_dataset(data, SyntheticConfig(num_images=train_images, seed=seed, label_noise=label_noise), "train")
-    write_dataset(data, SyntheticConfig(num_images=val_images, seed=seed + 10_000, label_noise=label_noise), "val")
+    """The embedded dataset under ``out_dir/data`` (:func:`rlepose.data.synthetic.write_splits`)."""
+    write_splits(out_dir / "data", train_images, val_images, seed, label_noise)
 
 
 def draw_examples(checkpoint: str | Path, data_dir: Path, out_file: Path, count: int = 8, backend: str = "auto",
@@ -110,7 +109,7 @@ def run_shipped_demo(out_dir: str | Path = "outputs/demo", val_images: int = 300
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"the shipped demo model is missing ({checkpoint}); `rlepose demo --train` trains one")
-    write_dataset(out_dir / "data", SyntheticConfig(num_images=val_images, seed=10_000), "val")
+    write_splits(out_dir / "data", 0, val_images)
     stored = read_checkpoint(checkpoint)["hyper_parameters"]["config"]
     model = stored["model"]
     cfg = demo_config(out_dir, seed=0, backbone=model["backbone"], head=model["head"],

@@ -28,7 +28,7 @@ import numpy as np
 from rlepose.data.keypoints import COCO_KEYPOINTS
 
 __all__ = ["LABEL_NOISE", "MIXTURE", "SyntheticConfig", "sample_figure", "render_image",
-           "write_truth_annotations", "write_dataset"]
+           "write_truth_annotations", "write_dataset", "write_splits"]
 
 
 LABEL_NOISE = ("fixed", "coco", "coco_mixture")
@@ -291,3 +291,13 @@ def write_dataset(out_dir: str | Path, cfg: SyntheticConfig, split: str = "train
     ann_path.write_text(json.dumps({"info": info, "images": images, "annotations": annotations,
                                     "categories": categories}))
     return ann_path
+
+
+def write_splits(data_dir: str | Path, train_images: int, val_images: int, seed: int = 0,
+                 label_noise: str = "fixed") -> None:
+    """The embedded dataset as every rlepose command renders it: ``train`` from ``seed``, the
+    held-out ``val`` from ``seed + 10 000`` (0 images: that split is not written)."""
+    if train_images:
+        write_dataset(data_dir, SyntheticConfig(num_images=train_images, seed=seed, label_noise=label_noise), "train")
+    if val_images:
+        write_dataset(data_dir, SyntheticConfig(num_images=val_images, seed=seed + 10_000, label_noise=label_noise), "val")

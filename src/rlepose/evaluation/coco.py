@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["STAT_NAMES", "oks", "expected_keypoint_similarity", "expected_oks", "rescore", "oks_nms", "to_coco_results", "postprocess", "coco_keypoint_ap",
+__all__ = ["STAT_NAMES", "oks", "expected_keypoint_similarity", "expected_oks", "rescore", "rescore_many", "oks_nms", "to_coco_results", "postprocess", "coco_keypoint_ap",
            "pearson"]
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
@@ -59,21 +59,33 @@ def expected_oks(scale_px: np.ndarray, area: np.ndarray, sigmas: np.ndarray,
 
 def rescore(joint_confidence: np.ndarray, box_score: float, threshold: float = 0.2) -> float:
     """``box_score × mean(joint_confidence[joint_confidence > threshold])`` (0 if none)."""
-    keep = joint_confidence > threshold
-    return float(box_score * joint_confidence[keep].mean()) if keep.any() else 0.0
+    return float(rescore_many(np.asarray(joint_confidence)[None], np.array([box_score]), threshold)[0])
+
+
+def rescore_many(joint_confidence: np.ndarray, box_scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
+    """:func:`rescore` of M people at once: ``joint_confidence`` (M, K), ``box_scores`` (M,) → (M,)."""
+    c = np.asarray(joint_confidence, dtype=np.float64)
+    keep = c > threshold
+    count = keep.sum(-1)
+    mean = np.where(count > 0, (c * keep).sum(-1) / np.maximum(count, 1), 0.0)
+    return np.asarray(box_scores, dtype=np.float64) * mean
 
 
 def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
             threshold: float = 0.9) -> list[int]:
     """Greedy NMS by OKS on one image's poses: ``keypoints`` (M, K, 2), ``scores`` (M,),
     ``areas`` (M,). The kept pose's area normalizes; returns kept indices, best first."""
-    order = list(np.argsort(-scores, kind="stable"))
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    variances = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
     keep = []
-    ones = np.ones(keypoints.shape[1])
-    while order:
-        i = order.pop(0)
+    while len(order):
+        i, rest = int(order[0]), order[1:]
         keep.append(i)
-        order = [j for j in order if oks(keypoints[j], keypoints[i], ones, areas[i], sigmas) <= threshold]
+        # oks() of every remaining pose to pose i at once (every joint counts)
+        d2 = ((keypoints[rest] - keypoints[i]) ** 2).sum(-1)
+        similarity = np.exp(-(d2 / variances / (areas[i] + np.spacing(1)) / 2)).mean(-1)
+        order = rest[similarity <= threshold]
     return keep
 
 

@@ -9,10 +9,28 @@ import numpy as np
 
 from rlepose.data.datasets import Instance
 from rlepose.data.keypoints import KeypointSpec
-from rlepose.evaluation.coco import coco_keypoint_ap, oks, pearson, postprocess
+from rlepose.evaluation.coco import coco_keypoint_ap, oks, pearson, postprocess, to_coco_results
 from rlepose.evaluation.pckh import pckh
 
-__all__ = ["CocoEvaluator", "MpiiEvaluator", "H36MEvaluator"]
+__all__ = ["best_gt_oks", "CocoEvaluator", "OneStageCocoEvaluator", "MpiiEvaluator", "H36MEvaluator"]
+
+
+def best_gt_oks(coco, image_id, pred: np.ndarray, sigmas: np.ndarray) -> float:
+    """The OKS of ``pred`` (K, 2) to the best-matching labelled non-crowd person of ``image_id``
+    in ``coco`` (a pycocotools COCO), 0 when there is none."""
+    best = 0.0
+    for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=False)):
+        kps = np.asarray(ann.get("keypoints", []), dtype=np.float64).reshape(-1, 3)
+        if len(kps) == len(pred) and (kps[:, 2] > 0).any():
+            best = max(best, oks(pred, kps[:, :2], kps[:, 2], ann["area"], sigmas))
+    return best
+
+
+def _load_coco(ann_file: Path):
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(ann_file))
 
 
 class CocoEvaluator:
@@ -24,22 +42,14 @@ class CocoEvaluator:
 
     def __init__(self, ann_file: str | Path, instances: list[Instance], spec: KeypointSpec,
                  nms_threshold: float = 0.9) -> None:
-        from pycocotools.coco import COCO
-
         self.ann_file, self.instances, self.spec, self.nms_threshold = Path(ann_file), instances, spec, nms_threshold
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.coco = COCO(str(self.ann_file))
+        self.coco = _load_coco(self.ann_file)
         self.sigmas = np.asarray(spec.sigmas)
 
     def _gt_oks(self, inst: Instance, pred: np.ndarray) -> float:
         if inst.visible.any():
             return oks(pred, inst.keypoints, inst.visible, inst.area, self.sigmas)
-        best = 0.0
-        for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=[inst.image_id], iscrowd=False)):
-            kps = np.asarray(ann.get("keypoints", []), dtype=np.float64).reshape(-1, 3)
-            if len(kps) == len(pred) and (kps[:, 2] > 0).any():
-                best = max(best, oks(pred, kps[:, :2], kps[:, 2], ann["area"], self.sigmas))
-        return best
+        return best_gt_oks(self.coco, inst.image_id, pred, self.sigmas)
 
     def __call__(self, indices: np.ndarray, keypoints: np.ndarray, joint_confidence: np.ndarray,
                  confidence: np.ndarray) -> tuple[dict[str, float], list[dict]]:
@@ -51,6 +61,34 @@ class CocoEvaluator:
         gt_oks = np.array([self._gt_oks(inst, kp) for inst, kp in zip(insts, keypoints)])
         metrics["conf_oks_pearson"] = pearson(confidence, gt_oks)
         metrics["mean_oks"] = float(gt_oks.mean()) if len(gt_oks) else 0.0
+        return metrics, results
+
+
+class OneStageCocoEvaluator:
+    """COCO AP by pycocotools of a one-stage model's people (already scored and NMS'd by
+    :func:`rlepose.inference.one_stage.decode_people`), and the Pearson correlation of each
+    person's confidence (1 − mean σ̂) with its OKS to the best-matching labelled person."""
+
+    main_metric = "AP"
+
+    def __init__(self, ann_file: str | Path, spec: KeypointSpec) -> None:
+        self.ann_file, self.spec = Path(ann_file), spec
+        self.coco = _load_coco(self.ann_file)
+        self.sigmas = np.asarray(spec.sigmas)
+
+    def __call__(self, image_ids: list, people: list[dict]) -> tuple[dict[str, float], list[dict]]:
+        """``people[i]``: image ``image_ids[i]``'s people, ``keypoints`` (M, K, 2) image pixels,
+        ``joint_confidence`` (M, K), ``score`` (M,)."""
+        results = []
+        confidence, gt_oks = [], []
+        for image_id, p in zip(image_ids, people):
+            results += to_coco_results([image_id] * len(p["score"]), p["keypoints"], p["joint_confidence"], p["score"])
+            for kp, c in zip(p["keypoints"], p["joint_confidence"]):
+                confidence.append(float(np.mean(c)))
+                gt_oks.append(best_gt_oks(self.coco, image_id, kp, self.sigmas))
+        metrics = coco_keypoint_ap(self.coco, results, self.sigmas)
+        metrics["conf_oks_pearson"] = pearson(np.array(confidence), np.array(gt_oks))
+        metrics["people_per_image"] = len(results) / max(1, len(image_ids))
         return metrics, results
 
 

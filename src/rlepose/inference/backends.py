@@ -1,5 +1,7 @@
 """Runners of a pose model's inference graph, with one call: normalized crops (N, 3, H, W) →
-``(keypoints (N, K, D) normalized, joint_confidence (N, K))`` as CPU tensors.
+the model's ``inference_outputs`` as CPU tensors: for a top-down model ``(keypoints (N, K, D)
+normalized, joint_confidence (N, K))``, for a one-stage model its dense outputs
+(:meth:`rlepose.models.one_stage.OneStagePoseModel.inference`).
 
 * :class:`TorchBackend`: eager PyTorch, BatchNorm folded, channels-last, ``inference_mode``, and
   ``autocast`` when asked (fp16 on a GPU; bf16 on a GPU or a CPU with AVX512-BF16/AMX);
@@ -81,19 +83,20 @@ class TorchBackend:
                 self.model = copy.deepcopy(model)
             cast_autocast_weights(self.model, self.dtype)
         self._forward = torch.compile(self.model.inference) if compile else self.model.inference
+        self.outputs = tuple(model.inference_outputs)
 
-    def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def __call__(self, images: Tensor) -> tuple[Tensor, ...]:
         images = images.to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             out = self._forward(images)
-        return out["keypoints"].float().cpu(), out["joint_confidence"].float().cpu()
+        return tuple(out[k].float().cpu() for k in self.outputs)
 
 
 class OnnxBackend:
-    """ONNX Runtime session with the same call as the PyTorch path: (N, 3, H, W) float32 →
-    (keypoints, joint_confidence) as tensors."""
+    """ONNX Runtime session with the same call as the PyTorch path: (N, 3, H, W) float32 → the
+    graph's outputs (e.g. keypoints, joint_confidence) as tensors."""
 
     def __init__(self, path: str | Path, providers: list[str] | None = None) -> None:
         import onnxruntime as ort
@@ -109,9 +112,8 @@ class OnnxBackend:
 
     takes_numpy = True  # PosePredictor hands it NumPy batches (see PosePredictor.predict_many)
 
-    def __call__(self, images: Tensor | np.ndarray) -> tuple[Tensor, Tensor]:
+    def __call__(self, images: Tensor | np.ndarray) -> tuple[Tensor, ...]:
         if isinstance(images, Tensor):
             images = images.detach().cpu().numpy()
         x = np.ascontiguousarray(images, dtype=np.float32)
-        kp, conf = self.session.run(None, {"images": x})
-        return torch.from_numpy(kp), torch.from_numpy(conf)
+        return tuple(torch.from_numpy(o) for o in self.session.run(None, {"images": x}))

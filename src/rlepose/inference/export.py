@@ -2,7 +2,9 @@
 
 The exported graph maps normalized crops ``images`` (N, 3, H, W), dynamic N, to ``keypoints``
 (N, K, D) in normalized crop coordinates and ``joint_confidence`` (N, K) (``1 − mean_d σ̂``; the
-heatmap peak for heatmap heads). What a predictor needs besides (input size, keypoint set) is
+heatmap peak for heatmap heads); a one-stage model's graph maps whole letterboxed images to its
+dense outputs (scores, boxes, keypoints, joint_confidence, sigma per location, input pixels),
+from which :func:`rlepose.inference.one_stage.decode_people` picks the people. What a predictor needs besides (input size, keypoint set) is
 stored in the model's metadata under ``rlepose``.
 """
 from __future__ import annotations
@@ -15,46 +17,52 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rlepose.models.one_stage import OneStagePoseModel
 from rlepose.models.pose_model import TopDownPoseModel
 
 __all__ = ["InferenceGraph", "torchscript_onnx_export", "export_onnx", "read_onnx_metadata", "cached_onnx", "export_checkpoint"]
 
 
 class InferenceGraph(nn.Module):
-    """``images → (keypoints, joint_confidence)`` for every head type."""
+    """``images →`` the model's ``inference_outputs``: ``(keypoints, joint_confidence)`` for
+    every top-down head, the dense outputs for a one-stage model."""
 
-    def __init__(self, model: TopDownPoseModel) -> None:
+    def __init__(self, model: TopDownPoseModel | OneStagePoseModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         out = self.model.inference(images)
-        return out["keypoints"], out["joint_confidence"]
+        return tuple(out[k] for k in self.model.inference_outputs)
 
 
 def torchscript_onnx_export(module: nn.Module, args: tuple, path: str | Path, **kwargs) -> None:
     """``torch.onnx.export`` with the TorchScript exporter, chosen on purpose: PyTorch's newer one
     needs onnxscript, and these graphs are tested against ONNX Runtime. Its deprecation notice is
-    expected and left out, as are its notes on constant folding of slices and on gathers with
-    negative indices (the heatmap decoder's indices are never negative)."""
+    expected and left out, as are its notes on constant folding of slices, on gathers with
+    negative indices (the heatmap decoder's indices are never negative) and the tracer's note on
+    GroupNorm's check of its input size (the batch axis stays dynamic; the check is PyTorch's)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*TorchScript-based ONNX")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch\.nn\.functional")
         torch.onnx.export(module, args, str(path), dynamo=False, **kwargs)
 
 
-def export_onnx(model: TopDownPoseModel, path: str | Path, input_size: tuple[int, int], metadata: dict,
-                opset: int = 17) -> Path:
-    """Write the inference graph of ``model`` to ``path`` with dynamic batch and ``metadata``."""
+def export_onnx(model: TopDownPoseModel | OneStagePoseModel, path: str | Path, input_size: tuple[int, int],
+                metadata: dict, opset: int = 17) -> Path:
+    """Write the inference graph of ``model`` to ``path`` with dynamic batch and ``metadata``;
+    its outputs are named as ``model.inference_outputs``."""
     import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     graph = InferenceGraph(model).eval()
     dummy = torch.zeros(2, 3, *input_size)
-    axes = {"images": {0: "batch"}, "keypoints": {0: "batch"}, "joint_confidence": {0: "batch"}}
-    torchscript_onnx_export(graph, (dummy,), path, input_names=["images"], output_names=["keypoints", "joint_confidence"],
+    outputs = list(model.inference_outputs)
+    axes = {name: {0: "batch"} for name in ["images", *outputs]}
+    torchscript_onnx_export(graph, (dummy,), path, input_names=["images"], output_names=outputs,
                             dynamic_axes=axes, opset_version=opset)
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()

@@ -13,6 +13,7 @@ from pathlib import Path
 from rlepose.config import ExperimentConfig, config_from_dict, keypoint_spec
 from rlepose.data.keypoints import KeypointSpec
 from rlepose.models.checkpoint import read_checkpoint
+from rlepose.models.one_stage import OneStagePoseModel, build_one_stage_model
 from rlepose.models.pose_model import TopDownPoseModel, build_pose_model
 
 __all__ = ["LoadedPoseModel", "load_pose_model"]
@@ -22,14 +23,14 @@ __all__ = ["LoadedPoseModel", "load_pose_model"]
 class LoadedPoseModel:
     """The network (eval mode, on the CPU), its config, keypoint set and input size (H, W)."""
 
-    model: TopDownPoseModel
+    model: TopDownPoseModel | OneStagePoseModel
     config: ExperimentConfig
     spec: KeypointSpec
     input_size: tuple[int, int]
 
 
 def load_pose_model(path: str | Path, trust: bool = False) -> LoadedPoseModel:
-    """The top-down network stored in ``path``, strictly (every weight present, none left over).
+    """The top-down or one-stage network stored in ``path``, strictly (every weight present, none left over).
     The file runs no code when read unless ``trust`` (:func:`rlepose.models.checkpoint.read_checkpoint`)."""
     ckpt = read_checkpoint(path, trust=trust)
     try:
@@ -38,9 +39,10 @@ def load_pose_model(path: str | Path, trust: bool = False) -> LoadedPoseModel:
         raise ValueError(f"{path} holds no rlepose config: train with rlepose, or convert the file "
                          "with `rlepose convert`") from None
     cfg = config_from_dict(config)
-    if cfg.task != "topdown":
-        raise ValueError(f"{path} is a {cfg.task} model; inference on images needs a top-down model")
-    model = build_pose_model(cfg.model)
+    if cfg.task == "lifting":
+        raise ValueError(f"{path} is a lifting model; inference on images needs a top-down or one-stage model")
+    model = (build_one_stage_model(cfg.model.backbone, cfg.model.num_joints, cfg.one_stage) if cfg.task == "one_stage"
+             else build_pose_model(cfg.model))
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)
     return LoadedPoseModel(model.eval(), cfg, keypoint_spec(cfg), tuple(cfg.transform.input_size))

@@ -58,7 +58,12 @@ class PoseResult:
 
 class PosePredictor:
     """Top-down inference on whole images: crop each box, run the model with the flip test in
-    the same batch, map back to image pixels, score each person as in evaluation."""
+    the same batch, map back to image pixels, score each person as in evaluation.
+    :meth:`from_checkpoint` and :meth:`from_onnx` give a
+    :class:`rlepose.inference.one_stage.OneStagePredictor` for a one-stage model."""
+
+    #: whether people must be found first (boxes or a detector); a one-stage model finds them itself
+    needs_boxes = True
 
     def __init__(self, backend, spec: KeypointSpec, input_size: tuple[int, int], flip_test: bool = True,
                  batch_size: int = 32, backend_name: str = "custom", detector="yolox-s",
@@ -105,6 +110,10 @@ class PosePredictor:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         runner = TorchBackend(loaded.model, loaded.input_size, device=device, optimize=optimize, precision=precision,
                               compile=compile)
+        if loaded.config.task == "one_stage":
+            from rlepose.inference.one_stage import OneStagePredictor
+
+            return OneStagePredictor(runner, loaded.spec, loaded.input_size, loaded.config.one_stage, backend_name="torch")
         return cls(runner, loaded.spec, loaded.input_size, flip_test, backend_name="torch", detector=detector,
                    sigma_confidence=not loaded.model.is_heatmap)
 
@@ -112,6 +121,12 @@ class PosePredictor:
     def from_onnx(cls, path: str | Path, flip_test: bool = True, detector="yolox-s") -> "PosePredictor":
         backend = OnnxBackend(path)
         meta = backend.metadata
+        if meta.get("config", {}).get("task") == "one_stage":
+            from rlepose.config import config_from_dict
+            from rlepose.inference.one_stage import OneStagePredictor
+
+            return OneStagePredictor(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"],
+                                     config_from_dict(meta["config"]).one_stage, backend_name="onnxruntime")
         head = meta.get("config", {}).get("model", {}).get("head")
         return cls(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"], flip_test,
                    backend_name="onnxruntime", detector=detector, sigma_confidence=head != "heatmap")

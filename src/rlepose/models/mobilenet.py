@@ -57,13 +57,20 @@ class MobileNetV2(nn.Module):
         c = make_divisible(32 * width)
         self.out_channels = make_divisible(1280 * max(1.0, width))
         features: list[nn.Module] = [conv_bn_relu6(3, c, 3, stride=2)]
+        stride, last_at_stride = 2, {}
         for t, channels, n, s in _SETTINGS:
             c_out = make_divisible(channels * width)
             for i in range(n):
                 features.append(InvertedResidual(c, c_out, s if i == 0 else 1, t))
+                stride *= s if i == 0 else 1
                 c = c_out
+                last_at_stride[stride] = (len(features), c)
         features.append(conv_bn_relu6(c, self.out_channels, 1))
         self.features = nn.Sequential(*features)
+        # forward_pyramid: the blocks ending strides 8 and 16, and the last layer (stride 32)
+        self._pyramid_ends = (last_at_stride[8][0], last_at_stride[16][0], len(features))
+        #: channels of :meth:`forward_pyramid`'s maps (strides 8, 16, 32)
+        self.pyramid_channels = (last_at_stride[8][1], last_at_stride[16][1], self.out_channels)
         self.classifier = (nn.Sequential(nn.Dropout(dropout), nn.Linear(self.out_channels, num_classes))
                            if num_classes > 0 else None)
         for m in self.modules():
@@ -79,6 +86,16 @@ class MobileNetV2(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         """(N, 3, H, W) normalized RGB → (N, out_channels, H/32, W/32)."""
         return self.features(x)
+
+    def forward_pyramid(self, x: Tensor) -> list[Tensor]:
+        """(N, 3, H, W) → the maps at strides 8, 16 and 32 (channels :attr:`pyramid_channels`)."""
+        out, start = [], 0
+        for end in self._pyramid_ends:
+            for layer in self.features[start:end]:
+                x = layer(x)
+            out.append(x)
+            start = end
+        return out
 
     def forward(self, x: Tensor) -> Tensor:
         """Class logits (N, num_classes), or pooled features (N, C) when ``num_classes=0``."""

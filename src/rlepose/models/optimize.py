@@ -54,7 +54,11 @@ def _set(model: nn.Module, name: str, module: nn.Module) -> None:
 def _relative_diff(a, b) -> float:
     """Largest |a − b| relative to max(1, largest |a|), over a tensor or a tuple of them."""
     if isinstance(a, Tensor):
+        if a.numel() == 0:
+            return 0.0
         return ((a.float() - b.float()).abs().max() / a.float().abs().max().clamp(min=1.0)).item()
+    if isinstance(a, dict):
+        return max(_relative_diff(a[k], b[k]) for k in a)
     return max(_relative_diff(x, y) for x, y in zip(a, b))
 
 

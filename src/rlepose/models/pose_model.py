@@ -42,6 +42,10 @@ class TopDownPoseModel(nn.Module):
     keypoints with confidences as in the paper's Eq. 9.
     """
 
+    #: what :meth:`inference` returns that the exported graph and the backends pass on, in order
+    inference_outputs = ("keypoints", "joint_confidence")
+    whole_image = False
+
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone

@@ -95,6 +95,8 @@ class ResNet(nn.Module):
             c = planes * block.expansion
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.out_channels = c
+        #: channels of :meth:`forward_pyramid`'s maps (strides 8, 16, 32)
+        self.pyramid_channels = tuple(max(8, round(p * width)) * block.expansion for p in (128, 256, 512))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, num_classes) if num_classes > 0 else None
         for m in self.modules():
@@ -108,6 +110,13 @@ class ResNet(nn.Module):
         """(N, 3, H, W) normalized RGB → (N, out_channels, H/32, W/32)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_pyramid(self, x: Tensor) -> list[Tensor]:
+        """(N, 3, H, W) → the outputs of ``layer2``, ``layer3``, ``layer4``: strides 8, 16, 32,
+        channels :attr:`pyramid_channels` (the C3–C5 of a feature pyramid)."""
+        c3 = self.layer2(self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x))))))
+        c4 = self.layer3(c3)
+        return [c3, c4, self.layer4(c4)]
 
     def forward(self, x: Tensor) -> Tensor:
         """Class logits (N, num_classes), or pooled features (N, C) when ``num_classes=0``."""

@@ -19,7 +19,7 @@ from rlepose.models.heads import gaussian_heatmaps, heatmap_mse_loss
 from rlepose.models.pose_model import build_pose_model
 from rlepose.config import ExperimentConfig, config_from_dict, config_to_dict
 
-__all__ = ["skip_nonfinite", "apply_flow_warmup", "lr_factor", "PoseModule"]
+__all__ = ["skip_nonfinite", "apply_flow_warmup", "lr_factor", "PoseModule", "adam_with_schedule", "gather_outputs"]
 
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,16 @@ def lr_factor(step: int, schedule: str, total_steps: int, warmup_steps: int = 0,
         return warm * gamma ** sum(step >= m for m in milestones)
     progress = min(1.0, max(0, step - warmup_steps) / max(1, total_steps - warmup_steps))
     return warm * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def gather_outputs(outputs: list) -> list:
+    """Under DDP, every rank's validation outputs joined (every rank then evaluates the union;
+    the distributed sampler may repeat samples); in one process, ``outputs`` as they are."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        parts: list = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, outputs)
+        return [o for part in parts for o in part]
+    return outputs
 
 
 class PoseModule(L.LightningModule):
@@ -132,12 +142,7 @@ class PoseModule(L.LightningModule):
         if not self._val_outputs or self.evaluator is None:
             self._val_outputs.clear()
             return
-        outputs, self._val_outputs = self._val_outputs, []
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            # every rank evaluates the union; the distributed sampler may repeat samples
-            parts: list = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(parts, outputs)
-            outputs = [o for part in parts for o in part]
+        outputs, self._val_outputs = gather_outputs(self._val_outputs), []
         gathered = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
         _, first = np.unique(gathered["index"], return_index=True)
         gathered = {k: v[first] for k, v in gathered.items()}
@@ -149,17 +154,23 @@ class PoseModule(L.LightningModule):
                 self.log(f"val/{name}", float(value), sync_dist=True)  # equal on every rank
 
     def configure_optimizers(self):
-        tc = self.cfg.train
-        params = list(self.model.parameters()) + (list(self.loss.parameters()) if self.loss is not None else [])
-        opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
-        if tc.schedule not in ("step", "cosine"):
-            raise ValueError(f"train.schedule {tc.schedule!r}: step or cosine")
-        if tc.schedule == "step" and not tc.warmup_steps:
-            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(tc.milestones), gamma=tc.gamma)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
-        total = int(self.trainer.estimated_stepping_batches)
-        per_epoch = max(1, total // max(1, self.trainer.max_epochs or 1))
-        factor = partial(lr_factor, schedule=tc.schedule, total_steps=total, warmup_steps=tc.warmup_steps,
-                         milestones=tuple(m * per_epoch for m in tc.milestones), gamma=tc.gamma)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adam_with_schedule(self)
+
+
+def adam_with_schedule(module: L.LightningModule) -> dict:
+    """Adam over the network and the loss (its flow) of ``module``, with ``train.schedule``: the
+    paper's step decay per epoch, or warm-up and cosine/step per optimizer step (:func:`lr_factor`)."""
+    tc = module.cfg.train
+    params = list(module.model.parameters()) + (list(module.loss.parameters()) if module.loss is not None else [])
+    opt = torch.optim.Adam(params, lr=tc.lr, weight_decay=tc.weight_decay)
+    if tc.schedule not in ("step", "cosine"):
+        raise ValueError(f"train.schedule {tc.schedule!r}: step or cosine")
+    if tc.schedule == "step" and not tc.warmup_steps:
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(tc.milestones), gamma=tc.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+    total = int(module.trainer.estimated_stepping_batches)
+    per_epoch = max(1, total // max(1, module.trainer.max_epochs or 1))
+    factor = partial(lr_factor, schedule=tc.schedule, total_steps=total, warmup_steps=tc.warmup_steps,
+                     milestones=tuple(m * per_epoch for m in tc.milestones), gamma=tc.gamma)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

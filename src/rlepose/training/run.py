@@ -19,11 +19,13 @@ from rlepose.data.h36m import (H36M_KEYPOINTS, TEST_SUBJECTS, TRAIN_SUBJECTS, Po
                                h36m_instances, load_cameras, load_h36m_frames, load_h36m_poses, mpii_as_h36m)
 from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import TopDownTransform
-from rlepose.evaluation.evaluators import CocoEvaluator, H36MEvaluator, MpiiEvaluator
+from rlepose.data.whole_image import WholeImageDataset, WholeImageTransform, collate_people, load_coco_images
+from rlepose.evaluation.evaluators import CocoEvaluator, H36MEvaluator, MpiiEvaluator, OneStageCocoEvaluator
 from rlepose.models.checkpoint import load_backbone, read_checkpoint, save_atomic
 from rlepose.config import ExperimentConfig, LossConfig, config_to_dict, keypoint_spec, upgrade_loss_section
 from rlepose.training.lifting import LiftingModule, lifting_tensors
 from rlepose.training.module import PoseModule
+from rlepose.training.one_stage import OneStageModule
 from rlepose.files import write_json
 
 __all__ = ["load_split", "ResumableLoader", "AtomicCheckpointIO", "val_loader", "checkpoint_paths",
@@ -34,6 +36,11 @@ log = logging.getLogger(__name__)
 
 
 def _check_root(cfg: ExperimentConfig) -> None:
+    """The data root exists; the embedded dataset (``data.rendered``) is rendered there first."""
+    if cfg.data.rendered:
+        from rlepose.data.synthetic import write_splits
+
+        write_splits(cfg.data.root, *cfg.data.rendered)
     root = Path(cfg.data.root)
     if not root.is_dir():
         raise DataError(f"data root not found: {root} (set data.root in the config or override "
@@ -155,7 +162,23 @@ def _depth_range(cfg: ExperimentConfig) -> float | None:
     return cfg.data.depth_range_mm if cfg.model.dim == 3 else None
 
 
+def _whole_images(cfg: ExperimentConfig, spec: KeypointSpec, split: str) -> WholeImageDataset:
+    """The one-stage model's images of ``split`` ('train': augmented, seeded)."""
+    d, t, train = cfg.data, cfg.transform, split == "train"
+    ann, images = (d.path(d.train_ann), d.path(d.train_images)) if train else (d.path(d.val_ann), d.path(d.val_images))
+    transform = WholeImageTransform(t.input_size, spec, train, scale_factor=t.scale_factor,
+                                    translate=cfg.one_stage.translate, flip_prob=t.flip_prob, color_jitter=t.color_jitter)
+    return WholeImageDataset(load_coco_images(ann, images, spec, d.on_error), transform,
+                             seed=cfg.train.seed if train else None, on_error=d.on_error)
+
+
 def val_loader(cfg: ExperimentConfig, spec: KeypointSpec):
+    """The validation loader and its evaluator."""
+    if cfg.task == "one_stage":
+        dataset = _whole_images(cfg, spec, "val")
+        loader = DataLoader(dataset, batch_size=cfg.data.val_batch_size, shuffle=False,
+                            num_workers=cfg.data.num_workers, collate_fn=collate_people)
+        return loader, OneStageCocoEvaluator(cfg.data.path(cfg.data.val_ann), spec)
     instances, evaluator = load_split(cfg, spec, "val")
     dataset = TopDownDataset(instances, TopDownTransform(cfg.transform, spec, train=False), on_error=cfg.data.on_error,
                              depth_range_mm=_depth_range(cfg))
@@ -278,16 +301,20 @@ def train(cfg: ExperimentConfig, resume: str | None = None, loss=None, **trainer
         return _train_lifting(cfg, resume, loss, **trainer_kwargs)
     out_dir = _start(cfg)
     spec = keypoint_spec(cfg)
-    train_instances, _ = load_split(cfg, spec, "train")
-    train_set = TopDownDataset(train_instances, TopDownTransform(cfg.transform, spec, train=True, uint8=True),
-                               on_error=cfg.data.on_error, seed=cfg.train.seed, depth_range_mm=_depth_range(cfg))
+    if cfg.task == "one_stage":
+        train_set, collate, module_class = _whole_images(cfg, spec, "train"), collate_people, OneStageModule
+    else:
+        train_instances, _ = load_split(cfg, spec, "train")
+        train_set = TopDownDataset(train_instances, TopDownTransform(cfg.transform, spec, train=True, uint8=True),
+                                   on_error=cfg.data.on_error, seed=cfg.train.seed, depth_range_mm=_depth_range(cfg))
+        collate, module_class = collate_skip_none, PoseModule
     sampler = SeededShuffleSampler(len(train_set), cfg.train.seed, encode_epoch=True)
-    # uint8 crops (normalized on the device), pinned for an asynchronous copy to a GPU
+    # uint8 images (normalized on the device), pinned for an asynchronous copy to a GPU
     train_loader = ResumableLoader(train_set, batch_size=cfg.data.batch_size, drop_last=False, sampler=sampler,
-                                   num_workers=cfg.data.num_workers, collate_fn=collate_skip_none,
+                                   num_workers=cfg.data.num_workers, collate_fn=collate,
                                    persistent_workers=cfg.data.num_workers > 0, pin_memory=torch.cuda.is_available())
     val_data, evaluator = val_loader(cfg, spec)
-    module = PoseModule.from_config(cfg, spec=spec, evaluator=evaluator, loss=loss)
+    module = module_class.from_config(cfg, spec=spec, evaluator=evaluator, loss=loss)
     if cfg.pretrained:
         report = load_backbone(module.model.backbone, cfg.pretrained)
         # a partly covered backbone trains the rest from scratch: worth a warning
@@ -367,7 +394,7 @@ def load_module(checkpoint: str | Path, cfg: ExperimentConfig | None = None, tru
     (:func:`rlepose.models.checkpoint.read_checkpoint`)."""
     ckpt = read_checkpoint(checkpoint, trust=trust)
     config = config_to_dict(cfg) if cfg is not None else ckpt["hyper_parameters"]["config"]
-    module = (LiftingModule if config.get("task") == "lifting" else PoseModule)(config)
+    module = {"lifting": LiftingModule, "one_stage": OneStageModule}.get(config.get("task"), PoseModule)(config)
     module.load_state_dict(ckpt["state_dict"])
     return module
 
