@@ -63,6 +63,24 @@ def paper_table(name: str, data: dict) -> list[str]:
     return lines
 
 
+def one_stage_table(name: str, data: dict) -> list[str]:
+    """``benchmarks/one_stage.py``: the one-stage model per loss (Table 2(d))."""
+    args = data["args"]
+    lines = [f"## {name}", "", f"`benchmarks/one_stage.py` — `configs/embedded/{data.get('config', '?')}` with only the "
+             f"loss changed, {args['epochs']} epochs (LR ×0.1 at {args['milestones']}), {args['train_images']} training / "
+             f"{args['val_images']} held-out rendered images; every person from the whole image, no detector; "
+             "paper: PointSet Anchor on COCO val (Table 2(d))", "",
+             "| row | loss | seeds | AP | AP50 | AP75 | AR | conf/OKS | paper AP | device |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in data["rows"]:
+        m, s = r["mean"], r["std"]
+        paper = r.get("paper_AP")
+        lines.append(f"| {r['row']} | {_loss(r['loss'])} | {len(r['runs'])} | {_pm(m, s, 'AP', 100)} | "
+                     f"{_pm(m, s, 'AP50', 100)} | {_pm(m, s, 'AP75', 100)} | {_pm(m, s, 'AR', 100)} | "
+                     f"{_pm(m, s, 'conf_oks_pearson', 1, 3)} | {'—' if paper is None else paper} | {_devices(r['runs'])} |")
+    return lines
+
+
 def lifting_table(name: str, data: dict) -> list[str]:
     lines = [f"## {name}", "", f"`benchmarks/lifting.py` on {data['data']}, {data['args']['epochs']} epochs", "",
              "| row | loss | seeds | MPJPE (mm) | PA-MPJPE (mm) | σ̂/\\|err\\| | paper MPJPE | device |",
@@ -88,7 +106,7 @@ def toy_table(name: str, data: dict) -> list[str]:
     return lines
 
 
-SCRIPTS = {"inference_speed": "inference_speed.py", "train_speed": "train_speed.py", "loss_speed": "loss_speed.py",
+SCRIPTS = {"one_stage": "one_stage.py", "inference_speed": "inference_speed.py", "train_speed": "train_speed.py", "loss_speed": "loss_speed.py",
            "precision": "precision.py"}
 
 
@@ -137,6 +155,8 @@ def section(path: Path) -> list[str]:
     name = path.name
     if name.startswith("paper_tables"):
         return paper_table(name, data)
+    if name.startswith("one_stage") and "rows" in data and "args" in data:
+        return one_stage_table(name, data)
     if name.startswith("lifting"):
         return lifting_table(name, data)
     if name.startswith("toy"):

@@ -307,7 +307,7 @@ def test_predict_cli_draws_every_person_without_a_detector(tmp_path, fixtures, c
     assert results and all(len(r["keypoints"]) == 51 and "bbox" in r for r in results)
     assert (drawn / "000000000785.jpg").is_file()
     printed = capsys.readouterr()
-    assert "people found by the one-stage model itself (no detector)" in printed.out
+    assert "people found by the one-stage model itself (no detector; person probability ≥ 0.3)" in printed.out
     assert main(["predict", str(fixtures / "coco/000000000785.jpg"), "--checkpoint", str(ckpt), "--boxes",
                  str(fixtures / "coco/test_coco_det_AP_H_56.json")]) == 2
 
@@ -325,3 +325,24 @@ def test_training_then_eval_reproduces_the_metrics(tmp_path):
     assert again["AP"] == pytest.approx(module.last_metrics["AP"]) and again["AR"] == pytest.approx(module.last_metrics["AR"])
     state = torch.load(last, weights_only=False)["state_dict"]
     assert any(k.startswith("loss.flow.") for k in state)  # RLE's flow trains and is saved with the model
+
+
+def test_the_demo_config_is_the_config_file(tmp_path):
+    from rlepose.demo import one_stage_config
+
+    in_code = one_stage_config(tmp_path, seed=3, loss="l1")
+    from_file = load_config(CONFIG, [f"data.root={tmp_path / 'data'}", f"train.out_dir={tmp_path / 'runs'}",
+                                     "train.seed=3", "loss.name=l1"])
+    assert config_to_dict(in_code) == config_to_dict(from_file)
+
+
+def test_demo_draws_the_one_stage_models_people(tmp_path, capsys):
+    ckpt, _ = _one_stage_checkpoint(tmp_path)
+    out = tmp_path / "demo"
+    assert main(["demo", "--one-stage", "--model", str(ckpt), "--val-images", "8", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "every person of the 8 held-out images from the whole image (no detector)" in printed and "AP" in printed
+    picture = cv2.imread(str(out / "one_stage_predictions.png"))
+    assert picture.shape == (2 * 256, 4 * 256, 3)
+    metrics = json.loads((out / "one_stage_metrics.json").read_text())["metrics"]
+    assert 0.0 <= metrics["AP"] <= 1.0 and metrics["people_per_image"] > 0

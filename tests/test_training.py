@@ -101,9 +101,10 @@ def test_clear_errors(tmp_path, fixtures, capsys):
 def test_shipped_configs_load_and_build(path):
     from rlepose.training.lifting import LiftingModule
     from rlepose.training.module import PoseModule
+    from rlepose.training.one_stage import OneStageModule
 
     cfg = load_config(path)
-    module = (LiftingModule if cfg.task == "lifting" else PoseModule).from_config(cfg)
+    module = {"lifting": LiftingModule, "one_stage": OneStageModule}.get(cfg.task, PoseModule).from_config(cfg)
     dim = 3 if cfg.task == "lifting" else cfg.model.dim
     if "rle" in path.stem:
         assert cfg.loss.name.startswith("rle") and module.loss.flow.dim == dim

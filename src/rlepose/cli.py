@@ -95,8 +95,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rlepose.demo import SHIPPED_MODEL, run_demo, run_shipped_demo
+    from rlepose.demo import SHIPPED_MODEL, SHIPPED_ONE_STAGE_MODEL, run_demo, run_one_stage_demo, run_shipped_demo
 
+    if args.one_stage:
+        if args.compare:
+            raise ValueError("--compare trains top-down models; `benchmarks/one_stage.py` compares one-stage losses")
+        epochs = args.epochs if args.epochs is not None else 12
+        summary = run_one_stage_demo(args.out, args.val_images, None if args.train else args.model or SHIPPED_ONE_STAGE_MODEL,
+                                     args.train_images, epochs, args.seed)
+        what = (f"A one-stage model trained from scratch ({epochs} epochs)" if args.train else
+                f"The model {args.model}" if args.model else
+                f"The shipped one-stage RLE model ({SHIPPED_ONE_STAGE_MODEL.name}: ResNet-18 at half width, P3–P5 "
+                "pyramid, 12 epochs on the embedded synthetic dataset; rendered figures only, not for photos)")
+        print(f"\n{what}: every person of the {args.val_images} held-out images from the whole image (no detector), "
+              f"{summary['seconds']:.0f} s:")
+        print("  " + _summary(summary["metrics"]))
+        for key in ("checkpoint", "picture", "metrics_file", "data"):
+            print(f"  {key:>12}: {summary[key]}")
+        return 0
+    if args.epochs is None:
+        args.epochs = 4
     if not (args.train or args.compare):
         summary = run_shipped_demo(args.out, args.val_images, args.model or SHIPPED_MODEL)
         what = (f"The model {args.model}" if args.model else
@@ -104,7 +122,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "60 epochs on the embedded synthetic dataset; rendered figures only, not for photos)")
         print(f"\n{what} on the {args.val_images} held-out images, {summary['seconds']:.0f} s:")
         print("  " + _summary(summary["metrics"]))
-        print("  `rlepose demo --train` trains a model from scratch instead (a few minutes)")
+        print("  `rlepose demo --train` trains a model from scratch instead (a few minutes); `--one-stage` shows the "
+              "one-stage model")
         for key in ("checkpoint", "picture", "metrics_file", "data", "config"):
             print(f"  {key:>12}: {summary[key]}")
         return 0
@@ -225,7 +244,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """List the pretrained models that ``predict --model`` and ``PosePredictor.from_pretrained`` take."""
-    from rlepose.hub import MODELS, SHIPPED_NAME, home, is_cached
+    from rlepose.hub import MODELS, SHIPPED_NAME, SHIPPED_ONE_STAGE_NAME, home, is_cached
 
     rows = [{"name": m.name, "source": m.source, "licence": m.licence, "dataset": m.dataset,
              "score": f"{m.metric} {m.value:.3f}", "input": f"{m.input_size[0]}×{m.input_size[1]}",
@@ -233,6 +252,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows.append({"name": SHIPPED_NAME, "source": "ships with rlepose", "licence": "Apache-2.0",
                  "dataset": "rendered figures (not for photos)", "score": "see `rlepose demo`", "input": "96×72",
                  "cached": "shipped"})
+    rows.append({"name": SHIPPED_ONE_STAGE_NAME, "source": "ships with rlepose (one-stage, no detector)",
+                 "licence": "Apache-2.0", "dataset": "rendered figures (not for photos)",
+                 "score": "see `rlepose demo --one-stage`", "input": "128×128", "cached": "shipped"})
     print(_table(rows, [(k, k, "s") for k in ("name", "source", "licence", "dataset", "score", "input", "cached")]))
     from rlepose.hub import DETECTORS, detector_path
 
@@ -246,7 +268,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from rlepose.hub import SHIPPED_NAME, SHIPPED_PATH
+    from rlepose.hub import SHIPPED_NAME, SHIPPED_ONE_STAGE_NAME, SHIPPED_ONE_STAGE_PATH, SHIPPED_PATH
     from rlepose.inference.media import collect_images, is_video_source, load_boxes, predict_files
 
     # every input is checked before a detector or a model is loaded
@@ -263,7 +285,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.checkpoint = pretrained_checkpoint(args.model)
     if not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
-    if args.model == SHIPPED_NAME or Path(args.checkpoint).resolve() == SHIPPED_PATH:
+    if args.model in (SHIPPED_NAME, SHIPPED_ONE_STAGE_NAME) or \
+            Path(args.checkpoint).resolve() in (SHIPPED_PATH, SHIPPED_ONE_STAGE_PATH):
         print("note: the demo model was trained on rendered figures only; on photos its poses mean little "
               "(`rlepose models` lists models trained on COCO)", file=sys.stderr)
     predictor = _predictor(args)
@@ -272,7 +295,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.boxes or args.whole_image or args.detector:
             raise ValueError("this is a one-stage model: it finds the people itself, so --boxes, --detector and "
                              "--whole-image do not apply")
-        print("people found by the one-stage model itself (no detector)")
+        print(f"people found by the one-stage model itself (no detector; person probability ≥ {args.box_threshold})")
     elif not args.boxes and not args.whole_image:
         from rlepose.inference.detectors import build_detector
 
@@ -308,7 +331,7 @@ def _predictor(args: argparse.Namespace):
 
     return PosePredictor.from_checkpoint(args.checkpoint, flip_test=not args.no_flip, backend=args.backend,
                                          onnx_path=args.onnx, trust=args.trust_checkpoint, device=args.device,
-                                         precision=args.precision, detector=None)
+                                         precision=args.precision, detector=None, box_threshold=args.box_threshold)
 
 
 def _predict_videos(args: argparse.Namespace, videos: list[str], detector, predictor) -> int:
@@ -391,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="outputs/demo")
     demo.add_argument("--train-images", type=int, default=3000)
     demo.add_argument("--val-images", type=int, default=300)
-    demo.add_argument("--epochs", type=int, default=4)
+    demo.add_argument("--epochs", type=int, help="training epochs (default 4; 12 with --one-stage)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--compare", metavar="LOSS", nargs="+", default=[],
                       help="(implies --train) also train these losses (e.g. laplace_nll l1 heatmap_mse) the same "
@@ -400,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train a model from scratch (ResNet-18, --epochs) instead of evaluating the shipped one")
     demo.add_argument("--model", help="evaluate this checkpoint instead of the shipped model (e.g. one made by "
                                       "`rlepose export --format compact`)")
+    demo.add_argument("--one-stage", action="store_true",
+                      help="the one-stage model: every person from the whole image, no detector (the shipped one, "
+                           "--model, or with --train one trained from scratch: CPU, about 8 min)")
     demo.set_defaults(func=cmd_demo)
 
     pr = sub.add_parser("predict", help="poses on images, folders, videos or a camera (top-down models with a detector "
@@ -408,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     which = pr.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", help="a trained or converted checkpoint")
     which.add_argument("--model", help="a pretrained model by name (see `rlepose models`), downloaded on first use; "
-                                       "`demo`: the small model that ships with rlepose (rendered figures only)")
+                                       "`demo`, `demo-one-stage`: the small models that ship with rlepose (rendered "
+                                       "figures only)")
     boxes = pr.add_mutually_exclusive_group()
     boxes.add_argument("--detector",
                        help="person detector: yolox-tiny/s/m/l/x (MMPose's ONNX, downloaded on first use; default "
@@ -416,8 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     boxes.add_argument("--boxes", help="COCO detection-results JSON (image_id → file by name or id) instead of a detector")
     boxes.add_argument("--whole-image", action="store_true", help="one person box covering each whole image")
     pr.add_argument("--box-threshold", "--box-score-threshold", dest="box_threshold", type=float, default=0.3,
-                    help="keep person boxes (from the detector or --boxes) scoring at least this; default 0.3, "
-                         "the bbox_thr of MMPose's top-down demos")
+                    help="keep person boxes (from the detector or --boxes; a one-stage model's people) scoring at "
+                         "least this; default 0.3, the bbox_thr of MMPose's top-down demos")
     pr.add_argument("--score-threshold", type=float, default=0.0,
                     help="keep people whose expected OKS (what the model believes its pose's OKS to be, from σ̂) "
                          "is at least this; results are ranked by it")

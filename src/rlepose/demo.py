@@ -5,6 +5,8 @@ By default it renders the held-out images of the synthetic COCO-format dataset
 them (COCO AP by pycocotools, the confidence/OKS correlation) and draws predicted skeletons with
 per-joint confidence (seconds). With ``--train`` it renders the training images too and trains a
 ResNet-18 with an integral head and RLE from scratch (CPU, a few minutes) before doing the same.
+With ``--one-stage`` the same for the one-stage model (:mod:`rlepose.models.one_stage`): every
+person of each held-out image from the whole image, no boxes and no detector.
 """
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ import cv2
 from rlepose.data.synthetic import write_splits
 from rlepose.config import ExperimentConfig, config_from_dict, config_to_dict
 from rlepose.files import write_json
-from rlepose.hub import SHIPPED_PATH
+from rlepose.hub import SHIPPED_ONE_STAGE_PATH, SHIPPED_PATH
 
 __all__ = ["SHORT_SCHEDULE_AUGMENTATION", "demo_config", "DEMO_MODEL", "render_data", "draw_examples",
-           "SHIPPED_MODEL", "run_shipped_demo", "run_demo"]
+           "SHIPPED_MODEL", "run_shipped_demo", "run_demo", "one_stage_config", "SHIPPED_ONE_STAGE_MODEL",
+           "run_one_stage_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +72,9 @@ def render_data(out_dir: Path, train_images: int, val_images: int, seed: int = 0
 
 def draw_examples(checkpoint: str | Path, data_dir: Path, out_file: Path, count: int = 8, backend: str = "auto",
                   color_range: tuple[float, float] = (0.9, 0.98)) -> Path:
-    """Predicted skeletons on held-out images, with the ground-truth boxes as the person boxes;
-    dots coloured by 1 − σ̂ from red (σ̂ ≥ 10% of the crop) to green (≤ 2%) by default."""
+    """Predicted skeletons on held-out images, with the ground-truth boxes as the person boxes
+    (a one-stage model finds the people itself); dots coloured by 1 − σ̂ from red (σ̂ ≥ 10% of
+    the crop, or of a one-stage level's reference scale) to green (≤ 2%) by default."""
     from rlepose.inference.predictor import PosePredictor
     from rlepose.visualize import draw_poses, tile
 
@@ -80,7 +84,8 @@ def draw_examples(checkpoint: str | Path, data_dir: Path, out_file: Path, count:
     for img in ann["images"][:count]:
         boxes = [a["bbox"] for a in ann["annotations"] if a["image_id"] == img["id"]]
         image = cv2.cvtColor(cv2.imread(str(data_dir / "val" / img["file_name"])), cv2.COLOR_BGR2RGB)
-        panels.append(draw_poses(image, predictor.predict(image, boxes), predictor.spec, color_range=color_range))
+        people = predictor.predict(image, boxes) if predictor.needs_boxes else predictor(image)
+        panels.append(draw_poses(image, people, predictor.spec, color_range=color_range))
     out_file.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out_file), cv2.cvtColor(tile(panels), cv2.COLOR_RGB2BGR))
     return out_file
@@ -152,4 +157,65 @@ def run_demo(out_dir: str | Path = "outputs/demo", train_images: int = 3000, val
                                        "checkpoint": str(checkpoint_paths(base_trainer)["last"])})
     write_json(out_dir / "metrics.json", summary, indent=2)
     summary["metrics_file"] = str(out_dir / "metrics.json")
+    return summary
+
+
+def one_stage_config(out_dir: Path, epochs: int = 12, seed: int = 0, loss: str = "rle", train_images: int = 3000,
+                     val_images: int = 300, name: str = "embedded_one_stage_res18_rle") -> ExperimentConfig:
+    """The one-stage model of ``configs/embedded/one_stage_res18_rle.yaml`` (the same settings: a
+    test keeps them equal) on the embedded data rendered under ``out_dir/data``; the learning
+    rate drops ×0.1 two epochs before the end."""
+    return config_from_dict({
+        "name": name, "task": "one_stage",
+        "model": {"backbone": "resnet18_0.5", "num_joints": 17},
+        "one_stage": {"fpn_channels": 64, "head_convs": 2},
+        "loss": {"name": loss},
+        "data": {"format": "coco", "root": str(out_dir / "data"), "rendered": [train_images, val_images],
+                 "train_ann": "train.json", "train_images": "train", "val_ann": "val.json", "val_images": "val",
+                 "batch_size": 16, "val_batch_size": 32, "num_workers": 2},
+        "transform": {"input_size": [128, 128], "scale_factor": 0.25, "flip_prob": 0.5, "color_jitter": 0.0},
+        "train": {"epochs": epochs, "lr": 1e-3, "milestones": [max(1, epochs - 2)], "val_every": epochs, "seed": seed,
+                  "out_dir": str(out_dir / "runs")},
+    })
+
+
+# The one-stage model that ships with the package (int8 weights): `one_stage_config`'s model, 12
+# epochs on the embedded data, made by `rlepose train configs/embedded/one_stage_res18_rle.yaml`
+# (benchmarks/one_stage.py's rle row, seed 0) and `rlepose export --format compact`.
+SHIPPED_ONE_STAGE_MODEL = SHIPPED_ONE_STAGE_PATH
+
+
+def run_one_stage_demo(out_dir: str | Path = "outputs/demo", val_images: int = 300,
+                       checkpoint: str | Path | None = SHIPPED_ONE_STAGE_MODEL, train_images: int = 3000,
+                       epochs: int = 12, seed: int = 0) -> dict:
+    """The one-stage model on the held-out images: the ``checkpoint`` evaluated (COCO AP of every
+    person found in the whole images), or with ``checkpoint=None`` one trained from scratch first
+    (:func:`one_stage_config`, CPU, minutes); draws its people on the first 8 images."""
+    import time
+
+    from rlepose.training.run import checkpoint_paths, evaluate, train
+
+    out_dir = Path(out_dir)
+    start = time.perf_counter()
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    if checkpoint is None:
+        cfg = one_stage_config(out_dir, epochs, seed, train_images=train_images, val_images=val_images)
+        module, trainer = train(cfg)
+        checkpoint, metrics = checkpoint_paths(trainer)["last"], module.last_metrics
+    else:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"one-stage model not found: {checkpoint}; `rlepose demo --one-stage --train` "
+                                    "trains one")
+        from rlepose.models.checkpoint import read_checkpoint
+
+        stored = read_checkpoint(checkpoint)["hyper_parameters"]["config"]
+        cfg = config_to_dict(one_stage_config(out_dir, train_images=0, val_images=val_images, name="one_stage_shipped"))
+        cfg.update({k: stored[k] for k in ("model", "one_stage", "transform", "loss")})  # the network as trained
+        cfg = config_from_dict(cfg)
+        metrics = evaluate(cfg, checkpoint, enable_progress_bar=False, enable_model_summary=False)
+    picture = draw_examples(checkpoint, out_dir / "data", out_dir / "one_stage_predictions.png", backend="torch")
+    summary = {"metrics": metrics, "checkpoint": str(checkpoint), "picture": str(picture),
+               "data": str(out_dir / "data"), "seconds": time.perf_counter() - start}
+    write_json(out_dir / "one_stage_metrics.json", summary, indent=2)
+    summary["metrics_file"] = str(out_dir / "one_stage_metrics.json")
     return summary

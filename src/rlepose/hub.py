@@ -17,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SHIPPED_NAME", "SHIPPED_PATH", "PretrainedModel", "MODELS", "DownloadError", "home", "checkpoint_path", "download_path",
+__all__ = ["SHIPPED_NAME", "SHIPPED_PATH", "SHIPPED_ONE_STAGE_NAME", "SHIPPED_ONE_STAGE_PATH", "PretrainedModel", "MODELS", "DownloadError", "home", "checkpoint_path", "download_path",
            "is_cached", "download", "pretrained_checkpoint", "PretrainedDetector", "DETECTORS",
            "detector_path", "detector_onnx"]
 
@@ -146,17 +146,21 @@ def _progress(total: int | None, desc: str):
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc)
 
 
-#: the small model inside the package, by name: trained on the embedded rendered figures only
+#: the small models inside the package, by name: trained on the embedded rendered figures only
 SHIPPED_NAME = "demo"
 SHIPPED_PATH = Path(__file__).resolve().parent / "assets" / "demo_resnet18_0.5_rle_int8.pt"
+SHIPPED_ONE_STAGE_NAME = "demo-one-stage"
+SHIPPED_ONE_STAGE_PATH = Path(__file__).resolve().parent / "assets" / "demo_one_stage_resnet18_0.5_rle_int8.pt"
 
 
 def pretrained_checkpoint(name: str | PretrainedModel, progress: bool = True) -> Path:
     """Path of our converted checkpoint of a published model, downloading and converting it on
-    first use (``"demo"``: the model that ships with the package). The published file is kept
+    first use (``"demo"``, ``"demo-one-stage"``: the models that ship with the package). The published file is kept
     under ``downloads/`` (a file put there by hand is checked and used)."""
     if name == SHIPPED_NAME:
         return SHIPPED_PATH
+    if name == SHIPPED_ONE_STAGE_NAME:
+        return SHIPPED_ONE_STAGE_PATH
     from rlepose.convert import convert_checkpoint
     from rlepose.config import config_from_dict
 

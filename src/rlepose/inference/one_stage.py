@@ -64,13 +64,16 @@ class OneStagePredictor(PosePredictor):
     """:class:`PosePredictor` for a one-stage model: every person of an image from one pass over
     the whole (letterboxed) image; no detector and no boxes. Results are :class:`PoseResult`\\ s
     with the predicted box, the rescored ``score``, the person probability as ``box_score`` and
-    the expected OKS from σ̂ (the predicted box's area as the object's). No flip test."""
+    the expected OKS from σ̂ (the predicted box's area as the object's). People whose probability
+    is below ``box_threshold`` are left out (the role of a detector's box threshold; evaluation
+    keeps down to ``cfg.score_threshold``). No flip test."""
 
     def __init__(self, backend, spec, input_size: tuple[int, int], cfg: OneStageConfig = OneStageConfig(),
-                 batch_size: int = 8, backend_name: str = "custom") -> None:
+                 batch_size: int = 8, backend_name: str = "custom", box_threshold: float = 0.3) -> None:
         super().__init__(backend, spec, input_size, flip_test=False, batch_size=batch_size, backend_name=backend_name,
                          detector=None)
         self.cfg = cfg
+        self.box_threshold = box_threshold
         self._sigmas = np.asarray(spec.sigmas if spec.sigmas else [0.1] * spec.num_joints, float)
 
     needs_boxes = False
@@ -107,6 +110,8 @@ class OneStagePredictor(PosePredictor):
         sigmas = np.asarray(self.spec.sigmas, float) if self.spec.sigmas else None
         for out, matrix in zip(dense, matrices):
             p = people_to_image(decode_people(out, self.cfg, self._sigmas), matrix)
+            keep = p["box_score"] >= self.box_threshold
+            p = {k: v[keep] for k, v in p.items()}
             xywh = np.concatenate([p["boxes"][:, :2], p["boxes"][:, 2:] - p["boxes"][:, :2]], 1)
             believed = [None] * len(xywh)
             if sigmas is not None and len(xywh):

@@ -91,19 +91,21 @@ class PosePredictor:
     def from_checkpoint(cls, path: str | Path, flip_test: bool = True, backend: str = "auto",
                         onnx_path: str | Path | None = None, trust: bool = False, device: str | None = None,
                         precision: str = "fp32", optimize: bool = True, compile: bool = False,
-                        detector="yolox-s") -> "PosePredictor":
+                        detector="yolox-s", box_threshold: float = 0.3) -> "PosePredictor":
         """From a training checkpoint. ``backend``: see the module docstring; with
         ``onnxruntime`` the graph is ``onnx_path`` or exported beside the checkpoint on first use
         (:func:`cached_onnx`). ``device``, ``precision``, ``optimize``, ``compile``: the ``torch``
         backend's (see :class:`TorchBackend`). ``detector``: finds people when no boxes are given
         (a name for :func:`rlepose.inference.detectors.build_detector`, fetched on first use; a callable
         image → (boxes, scores); or None for the whole image). The checkpoint runs no code when read unless ``trust``
-        (see ``read_checkpoint``)."""
+        (see ``read_checkpoint``). ``box_threshold``: a one-stage model's lowest person probability
+        (:class:`rlepose.inference.one_stage.OneStagePredictor`)."""
         name = choose_backend(backend, device, precision)
         if name == "onnxruntime":
             from rlepose.inference.export import cached_onnx
 
-            return cls.from_onnx(cached_onnx(path, onnx_path, trust=trust), flip_test, detector=detector)
+            return cls.from_onnx(cached_onnx(path, onnx_path, trust=trust), flip_test, detector=detector,
+                                 box_threshold=box_threshold)
         from rlepose.inference.loading import load_pose_model
 
         loaded = load_pose_model(path, trust=trust)
@@ -113,12 +115,14 @@ class PosePredictor:
         if loaded.config.task == "one_stage":
             from rlepose.inference.one_stage import OneStagePredictor
 
-            return OneStagePredictor(runner, loaded.spec, loaded.input_size, loaded.config.one_stage, backend_name="torch")
+            return OneStagePredictor(runner, loaded.spec, loaded.input_size, loaded.config.one_stage, backend_name="torch",
+                                     box_threshold=box_threshold)
         return cls(runner, loaded.spec, loaded.input_size, flip_test, backend_name="torch", detector=detector,
                    sigma_confidence=not loaded.model.is_heatmap)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, flip_test: bool = True, detector="yolox-s") -> "PosePredictor":
+    def from_onnx(cls, path: str | Path, flip_test: bool = True, detector="yolox-s",
+                  box_threshold: float = 0.3) -> "PosePredictor":
         backend = OnnxBackend(path)
         meta = backend.metadata
         if meta.get("config", {}).get("task") == "one_stage":
@@ -126,7 +130,8 @@ class PosePredictor:
             from rlepose.inference.one_stage import OneStagePredictor
 
             return OneStagePredictor(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"],
-                                     config_from_dict(meta["config"]).one_stage, backend_name="onnxruntime")
+                                     config_from_dict(meta["config"]).one_stage, backend_name="onnxruntime",
+                                     box_threshold=box_threshold)
         head = meta.get("config", {}).get("model", {}).get("head")
         return cls(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"], flip_test,
                    backend_name="onnxruntime", detector=detector, sigma_confidence=head != "heatmap")
