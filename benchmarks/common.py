@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -28,8 +29,11 @@ def sigma_vs_error(mu: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor,
 def summarize(runs: list[dict], metrics: tuple[str, ...]) -> tuple[dict, dict]:
     """Mean and sample standard deviation over runs (seeds) of each metric every run has."""
     keys = [k for k in metrics if all(k in r for r in runs)]
-    mean = {k: statistics.mean(r[k] for r in runs) for k in keys}
-    std = {k: (statistics.stdev(r[k] for r in runs) if len(runs) > 1 else 0.0) for k in keys}
+    values = {k: [float(r[k]) for r in runs] for k in keys}
+    mean = {k: statistics.mean(v) for k, v in values.items()}
+    # a metric undefined in some run (NaN, e.g. a correlation with a constant) has an undefined spread
+    std = {k: (0.0 if len(v) == 1 else statistics.stdev(v) if all(math.isfinite(x) for x in v) else math.nan)
+           for k, v in values.items()}
     return mean, std
 
 

@@ -62,11 +62,12 @@ def versus(args: argparse.Namespace) -> None:
     import numpy as np
 
     from rlepose.data.io import read_image
+    from rlepose.data.keypoints import COCO_KEYPOINTS
     from rlepose.data.synthetic import write_splits
     from rlepose.demo import SHIPPED_MODEL
     from rlepose.evaluation.coco import coco_keypoint_ap, oks_nms
     from rlepose.hub import DownloadError
-    from rlepose.inference.detectors import build_detector
+    from rlepose.inference.detectors import NoDetectorError, build_detector
     from rlepose.inference.predictor import PosePredictor
 
     data = Path(args.dir) / "data"
@@ -74,9 +75,6 @@ def versus(args: argparse.Namespace) -> None:
     ann = json.loads((data / "val.json").read_text())
     images = [(img["id"], data / "val" / img["file_name"]) for img in ann["images"]]
     truth = {i["id"]: [a["bbox"] for a in ann["annotations"] if a["image_id"] == i["id"]] for i in ann["images"]}
-    sigmas = np.asarray(load_config(CONFIG).data.keypoints or [], float)
-    from rlepose.data.keypoints import COCO_KEYPOINTS
-
     sigmas = np.asarray(COCO_KEYPOINTS.sigmas)
 
     def run(name: str, predictor, boxes_of=None, detector=None) -> dict:
@@ -104,20 +102,22 @@ def versus(args: argparse.Namespace) -> None:
               f"{row['images_per_s']:6.1f} images/s", flush=True)
         return row
 
-    rows = [run(f"one-stage ({Path(args.versus).name})", PosePredictor.from_checkpoint(args.versus))]
+    rows = [run(f"one-stage ({Path(args.versus).name})",
+                PosePredictor.from_checkpoint(args.versus, box_threshold=args.box_threshold))]
     top_down = args.top_down or SHIPPED_MODEL
     predictor = PosePredictor.from_checkpoint(top_down, detector=None)
     rows.append(run(f"top-down ({Path(top_down).name}) + true boxes", predictor, boxes_of=lambda i: truth[i]))
     skipped = []
     for det in ("hog", "yolox-tiny", "yolox-s"):
         try:
-            detector = build_detector(det, score_threshold=0.3)
-        except (DownloadError, FileNotFoundError, ValueError) as e:  # YOLOX is downloaded on first use
+            detector = build_detector(det, score_threshold=args.box_threshold)
+        except (DownloadError, NoDetectorError, FileNotFoundError, ValueError) as e:  # YOLOX: downloaded on first use
             skipped.append(f"{det}: {e}")
             continue
         rows.append(run(f"top-down ({Path(top_down).name}) + {det}", predictor, detector=detector))
     write_json(Path(args.out), {"one_stage": str(args.versus), "top_down": str(top_down),
                                 "held_out_images": len(images), "device": device_name(),
+                                "box_threshold": args.box_threshold,
                                 "note": "one process; images read from disk, detection, pose and decoding timed; "
                                         "true boxes: no detector time (the ceiling of any detector)",
                                 "skipped": skipped, "rows": rows})
@@ -137,6 +137,9 @@ def main() -> None:
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these result files into one table and exit")
     parser.add_argument("--versus", metavar="CKPT", help="compare this one-stage checkpoint with top-down + detectors")
     parser.add_argument("--top-down", metavar="CKPT", help="the top-down model for --versus (default: the shipped one)")
+    parser.add_argument("--box-threshold", type=float, default=0.05,
+                        help="--versus: the lowest person probability (one-stage) and detector score kept; default "
+                             "0.05, the one-stage evaluation's")
     args = parser.parse_args()
     logging.getLogger("lightning").setLevel(logging.ERROR)
     if args.versus:

@@ -282,3 +282,24 @@ def test_benchmark_readme_is_generated_from_the_json():
     for r in data["rows"]:
         assert f"| {r['row']} |" in text and f"{100 * r['mean']['AP']:.1f} ± {100 * r['std']['AP']:.1f}" in text
     assert len((root / "README.md").read_text().splitlines()) <= 300
+
+
+@pytest.mark.slow
+def test_one_stage_benchmark_small(tmp_path):
+    """Table 2(d)'s rows over seeds, then the trained model against top-down + the offline detector."""
+    out = tmp_path / "one_stage.json"
+    run_script("one_stage.py", "--rows", "rle,l1", "--seeds", "0", "1", "--epochs", "1", "--milestones", "[1]",
+               "--train-images", "8", "--val-images", "6", "--dir", str(tmp_path / "os"), "--out", str(out))
+    data = json.loads(out.read_text())
+    assert [r["row"] for r in data["rows"]] == ["rle", "l1"] and data["rows"][0]["paper_AP"] == 67.4
+    for r in data["rows"]:
+        assert [run["seed"] for run in r["runs"]] == [0, 1]
+        assert r["mean"]["AP"] == pytest.approx(np.mean([run["AP"] for run in r["runs"]]))
+    versus = tmp_path / "versus.json"
+    ckpt = tmp_path / "os/runs/one_stage_rle_seed0_e1/checkpoints/last.ckpt"
+    run_script("one_stage.py", "--versus", str(ckpt), "--val-images", "6", "--dir", str(tmp_path / "os"),
+               "--out", str(versus))
+    rows = json.loads(versus.read_text())["rows"]
+    names = [r["pipeline"] for r in rows]
+    assert names[0].startswith("one-stage") and any("true boxes" in n for n in names) and any("hog" in n for n in names)
+    assert all(0 <= r["AP"] <= 1 and r["images_per_s"] > 0 for r in rows)

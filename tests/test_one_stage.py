@@ -346,3 +346,23 @@ def test_demo_draws_the_one_stage_models_people(tmp_path, capsys):
     assert picture.shape == (2 * 256, 4 * 256, 3)
     metrics = json.loads((out / "one_stage_metrics.json").read_text())["metrics"]
     assert 0.0 <= metrics["AP"] <= 1.0 and metrics["people_per_image"] > 0
+
+
+def test_people_map_back_through_the_letterbox():
+    from rlepose.data.whole_image import letterbox_matrix
+
+    matrix = letterbox_matrix(300, 200, (128, 128))
+    assert matrix[0, 0] == pytest.approx(128 / 300) and matrix[1, 1] == pytest.approx(128 / 300)
+    image_points = np.array([[[10.0, 20.0], [290.0, 150.0]]])
+    people = {"boxes": np.array([[0.0, 10.0, 64.0, 100.0]]), "keypoints": apply_affine(image_points, matrix),
+              "sigma": np.full((1, 2, 2), 2.0), "score": np.ones(1)}
+    back = people_to_image(people, matrix)
+    assert np.allclose(back["keypoints"], image_points)
+    assert np.allclose(back["sigma"], 2.0 * 300 / 128)  # input pixels → image pixels
+    assert np.allclose(back["boxes"][0, [0, 2]], np.array([0.0, 64.0]) * 300 / 128 + _input_origin(matrix)[0])
+
+
+def _input_origin(matrix):
+    """Where the input's origin lies in the image (x, y)."""
+    inv = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))
+    return inv[:2, 2]
