@@ -366,3 +366,32 @@ def _input_origin(matrix):
     """Where the input's origin lies in the image (x, y)."""
     inv = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))
     return inv[:2, 2]
+
+
+def test_trains_and_evaluates_on_real_coco_photos(tmp_path, fixtures):
+    """Whole COCO photos of different sizes, people with and without keypoints, pycocotools AP."""
+    from rlepose.training.run import train
+
+    root = fixtures / "coco"
+    cfg = load_config(CONFIG, [f"data.root={root}", "data.rendered=null", "data.train_ann=test_coco.json",
+                               "data.train_images=.", "data.val_ann=test_coco.json", "data.val_images=.",
+                               "model.backbone=resnet18_0.25", "transform.input_size=[160, 160]", "train.epochs=1",
+                               "train.milestones=[1]", "train.val_every=1", "data.batch_size=2", "data.num_workers=0",
+                               f"train.out_dir={tmp_path}"])
+    module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)
+    assert 0.0 <= module.last_metrics["AP"] <= 1.0 and module.last_results
+    assert {r["image_id"] for r in module.last_results} <= {i["id"] for i in json.loads((root / "test_coco.json").read_text())["images"]}
+
+
+def test_demo_evaluates_the_shipped_one_stage_model(tmp_path, capsys):
+    """`rlepose demo --one-stage`: the shipped int8 one-stage model (under 5 MB) on held-out images."""
+    from rlepose.demo import SHIPPED_ONE_STAGE_MODEL
+    from rlepose.hub import pretrained_checkpoint
+
+    assert SHIPPED_ONE_STAGE_MODEL.is_file() and SHIPPED_ONE_STAGE_MODEL.stat().st_size < 5e6
+    assert pretrained_checkpoint("demo-one-stage") == SHIPPED_ONE_STAGE_MODEL
+    assert main(["demo", "--one-stage", "--out", str(tmp_path / "demo"), "--val-images", "12"]) == 0
+    assert "The shipped one-stage RLE model" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "demo/one_stage_metrics.json").read_text())
+    assert summary["metrics"]["AP"] > 0.15  # 12 images: noisy, but a working model (0.23 on all 300)
+    assert not (tmp_path / "demo/data/train.json").exists()  # only the held-out images are rendered
