@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rlepose.cli import main
-from rlepose.config import ConfigError, config_from_dict, config_to_dict, load_config
+from rlepose.config import ConfigError, config_to_dict, load_config
 from rlepose.data.keypoints import COCO_KEYPOINTS
 from rlepose.data.synthetic import SyntheticConfig, write_dataset
 from rlepose.data.transforms import apply_affine
@@ -395,3 +395,9 @@ def test_demo_evaluates_the_shipped_one_stage_model(tmp_path, capsys):
     summary = json.loads((tmp_path / "demo/one_stage_metrics.json").read_text())
     assert summary["metrics"]["AP"] > 0.15  # 12 images: noisy, but a working model (0.23 on all 300)
     assert not (tmp_path / "demo/data/train.json").exists()  # only the held-out images are rendered
+
+
+def test_crop_analyses_refuse_a_one_stage_model_clearly(tmp_path, capsys):
+    ckpt, _ = _one_stage_checkpoint(tmp_path)
+    assert main(["analyze", "calibration", "--checkpoint", str(ckpt), "--config", CONFIG]) == 2
+    assert "is a one_stage model; `rlepose analyze calibration` studies top-down models" in capsys.readouterr().err

@@ -143,13 +143,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _top_down_module(checkpoint: str, args: argparse.Namespace):
+    """The trained module of ``checkpoint`` for an analysis of held-out crops (top-down only)."""
+    from rlepose.training.run import load_module
+
+    module = load_module(checkpoint, trust=args.trust_checkpoint)
+    if module.cfg.task != "topdown":
+        raise ValueError(f"{checkpoint} is a {module.cfg.task} model; `rlepose analyze {args.analysis}` studies "
+                         "top-down models on held-out crops")
+    return module
+
+
 def cmd_calibration(args: argparse.Namespace) -> int:
     """``rlepose analyze calibration``: reliability, coverage, confidence/OKS; PNG + JSON."""
     from rlepose.analysis.calibration import analyze_calibration
     from rlepose.config import load_config
-    from rlepose.training.run import load_module
 
-    module = load_module(args.checkpoint, trust=args.trust_checkpoint)
+    module = _top_down_module(args.checkpoint, args)
     s = analyze_calibration(module, load_config(args.config, args.overrides), args.out,
                             title=f"{Path(args.checkpoint).name}: calibration on held-out crops")
     rel, inst = s["reliability"], s["instance_confidence_vs_oks"]
@@ -170,9 +180,8 @@ def cmd_occlusion(args: argparse.Namespace) -> int:
     """``rlepose analyze occlusion``: K×K changes of error and uncertainty; PNG + JSON."""
     from rlepose.analysis.occlusion import analyze_occlusion
     from rlepose.config import load_config
-    from rlepose.training.run import load_module
 
-    module = load_module(args.checkpoint, trust=args.trust_checkpoint)
+    module = _top_down_module(args.checkpoint, args)
     r = analyze_occlusion(module, load_config(args.config, args.overrides), args.out, size=args.size,
                           title=f"{Path(args.checkpoint).name}: gray square over one joint at a time")
     print(f"occluding a joint changes its {r['uncertainty']} by {r['uncertainty_rise_on_occluded_joint']:+.4f} "
@@ -191,11 +200,10 @@ def cmd_truncation(args: argparse.Namespace) -> int:
     """``rlepose analyze truncation``: PCK inside and outside cut crops, per checkpoint; PNG + JSON."""
     from rlepose.analysis.truncation import analyze_truncation
     from rlepose.config import load_config
-    from rlepose.training.run import load_module
 
     modules = {}
     for path in args.checkpoint:
-        module = load_module(path, trust=args.trust_checkpoint)
+        module = _top_down_module(path, args)
         modules[f"{module.cfg.model.head} ({Path(path).parent.parent.name or Path(path).stem})"] = module
     s = analyze_truncation(modules, load_config(args.config, args.overrides), args.out,
                            tuple(args.fractions), args.alpha)

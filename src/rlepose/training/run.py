@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 from rlepose.data.datasets import (DataError, SeededShuffleSampler, TopDownDataset, collate_skip_none,
                                    load_coco_instances, load_mpii_instances)
-from rlepose.data.h36m import (H36M_KEYPOINTS, TEST_SUBJECTS, TRAIN_SUBJECTS, PoseSet, generate_pose_set,
+from rlepose.data.h36m import (TEST_SUBJECTS, TRAIN_SUBJECTS, PoseSet, generate_pose_set,
                                h36m_instances, load_cameras, load_h36m_frames, load_h36m_poses, mpii_as_h36m)
-from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
+from rlepose.data.keypoints import KeypointSpec
 from rlepose.data.transforms import TopDownTransform
 from rlepose.data.whole_image import WholeImageDataset, WholeImageTransform, collate_people, load_coco_images
 from rlepose.evaluation.evaluators import CocoEvaluator, H36MEvaluator, MpiiEvaluator, OneStageCocoEvaluator
