@@ -78,6 +78,13 @@ def one_stage_table(name: str, data: dict) -> list[str]:
         lines.append(f"| {r['row']} | {_loss(r['loss'])} | {len(r['runs'])} | {_pm(m, s, 'AP', 100)} | "
                      f"{_pm(m, s, 'AP50', 100)} | {_pm(m, s, 'AP75', 100)} | {_pm(m, s, 'AR', 100)} | "
                      f"{_pm(m, s, 'conf_oks_pearson', 1, 3)} | {'—' if paper is None else paper} | {_devices(r['runs'])} |")
+    rows = {r["row"]: {run["seed"]: run["AP"] for run in r["runs"]} for r in data["rows"]}
+    if "rle" in rows and "l1" in rows:
+        seeds = sorted(set(rows["rle"]) & set(rows["l1"]))
+        diffs = [100 * (rows["rle"][s] - rows["l1"][s]) for s in seeds]
+        if diffs:
+            lines += ["", f"RLE − L1, seed by seed: {', '.join(f'{d:+.1f}' for d in diffs)} AP (mean "
+                          f"{sum(diffs) / len(diffs):+.1f}; paper, Table 2(d): +0.4)."]
     return lines
 
 

@@ -401,3 +401,26 @@ def test_crop_analyses_refuse_a_one_stage_model_clearly(tmp_path, capsys):
     ckpt, _ = _one_stage_checkpoint(tmp_path)
     assert main(["analyze", "calibration", "--checkpoint", str(ckpt), "--config", CONFIG]) == 2
     assert "is a one_stage model; `rlepose analyze calibration` studies top-down models" in capsys.readouterr().err
+
+
+def test_resume_is_exact(tmp_path):
+    """Two epochs straight, or one and then resumed from last.ckpt: the same weights (the order
+    and each image's augmentation come from seed, epoch and index alone)."""
+    from rlepose.training.run import train
+
+    def config(name, epochs=2):
+        return load_config(CONFIG, [f"data.root={tmp_path / 'data'}", "data.rendered=[12, 4]", f"name={name}",
+                                    "model.backbone=resnet18_0.25", "transform.input_size=[96, 96]", f"train.epochs={epochs}",
+                                    "train.milestones=[1]", "train.val_every=2", "data.batch_size=4", "data.num_workers=0",
+                                    f"train.out_dir={tmp_path / 'runs'}"])
+
+    kwargs = {"enable_progress_bar": False, "enable_model_summary": False, "logger": False}
+    straight, _ = train(config("straight"), **kwargs)
+    first, _ = train(config("split", epochs=1), **kwargs)
+    resumed, trainer = train(config("split"), resume="last", **kwargs)
+    assert trainer.current_epoch == 2
+    a, b = straight.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and any(k.startswith("loss.flow.") for k in a)
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+    assert not torch.allclose(first.state_dict()["model.head.keypoints.weight"], a["model.head.keypoints.weight"])
