@@ -105,6 +105,17 @@ def test_oks_nms_and_rescoring_by_hand():
     assert oks_nms(poses, scores, areas, sigmas, 0.8) == [3, 2]
     assert oks_nms(poses, scores, areas, sigmas, 0.9) == [3, 1, 2]
     assert oks_nms(poses, scores, areas, sigmas, 0.95) == [3, 0, 1, 2]
+    # against the greedy loop written with the scalar oks(), on random poses
+    rng = np.random.default_rng(0)
+    poses, scores, areas = rng.normal(50, 5, (40, 17, 2)), rng.random(40), rng.uniform(500, 3000, 40)
+    sig = np.asarray(COCO_KEYPOINTS.sigmas)
+    for threshold in (0.3, 0.6, 0.9):
+        order, keep = list(np.argsort(-scores, kind="stable")), []
+        while order:
+            i = order.pop(0)
+            keep.append(i)
+            order = [j for j in order if oks(poses[j], poses[i], np.ones(17), areas[i], sig) <= threshold]
+        assert oks_nms(poses, scores, areas, sig, threshold) == keep
     conf = np.array([[0.1, 0.5, 0.9], [0.1, 0.15, 0.2]])
     assert rescore_many(conf, np.array([0.8, 1.0])).tolist() == pytest.approx([0.8 * 0.7, 0.0])
     assert rescore(conf[0], 0.8) == pytest.approx(0.56)
