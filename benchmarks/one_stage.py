@@ -145,7 +145,8 @@ def main() -> None:
     if args.versus:
         return versus(args)
     if args.merge:
-        merged_args, results = merge_results(args.merge, METRICS)
+        # settings added after the first runs, at the values those runs had
+        merged_args, results = merge_results(args.merge, METRICS, defaults={"box_threshold": 0.05})
         print_table(results)
         write_json(Path(args.out), {"args": merged_args, "merged_from": args.merge, "rows": results})
         return

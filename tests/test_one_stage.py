@@ -323,6 +323,7 @@ def test_predict_cli_draws_every_person_without_a_detector(tmp_path, fixtures, c
                  str(fixtures / "coco/test_coco_det_AP_H_56.json")]) == 2
 
 
+@pytest.mark.slow
 def test_training_then_eval_reproduces_the_metrics(tmp_path):
     from rlepose.training.run import evaluate, train
 
@@ -379,6 +380,7 @@ def _input_origin(matrix):
     return inv[:2, 2]
 
 
+@pytest.mark.slow
 def test_trains_and_evaluates_on_real_coco_photos(tmp_path, fixtures):
     """Whole COCO photos of different sizes, people with and without keypoints, pycocotools AP."""
     from rlepose.training.run import train
@@ -414,6 +416,7 @@ def test_crop_analyses_refuse_a_one_stage_model_clearly(tmp_path, capsys):
     assert "is a one_stage model; `rlepose analyze calibration` studies top-down models" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path):
     """Two epochs straight, or one and then resumed from last.ckpt: the same weights (the order
     and each image's augmentation come from seed, epoch and index alone)."""
