@@ -115,7 +115,12 @@ def versus(args: argparse.Namespace) -> None:
             skipped.append(f"{det}: {e}")
             continue
         rows.append(run(f"top-down ({Path(top_down).name}) + {det}", predictor, detector=detector))
-    write_json(Path(args.out), {"one_stage": str(args.versus), "top_down": str(top_down),
+    from rlepose.models.checkpoint import read_checkpoint
+
+    epochs = {name: read_checkpoint(path)["hyper_parameters"]["config"]["train"]["epochs"]
+              for name, path in (("one_stage", args.versus), ("top_down", top_down))}
+    write_json(Path(args.out), {"one_stage": Path(args.versus).name, "top_down": Path(top_down).name,
+                                "trained_epochs": epochs,
                                 "held_out_images": len(images), "device": device_name(),
                                 "box_threshold": args.box_threshold,
                                 "note": "one process; images read from disk, detection, pose and decoding timed; "
@@ -148,7 +153,8 @@ def main() -> None:
         # settings added after the first runs, at the values those runs had
         merged_args, results = merge_results(args.merge, METRICS, defaults={"box_threshold": 0.05})
         print_table(results)
-        write_json(Path(args.out), {"args": merged_args, "merged_from": args.merge, "rows": results})
+        write_json(Path(args.out), {"args": merged_args, "config": CONFIG.name, "merged_from": args.merge,
+                                    "rows": results})
         return
     results = []
     for row in args.rows.split(","):
