@@ -136,10 +136,13 @@ def test_loss_terms_and_gradients_reach_every_output():
     assert batch["person_mask"].tolist() == [[True], [False]] and batch["crowd_mask"].tolist() == [[False], [True]]
     total, parts = one_stage_loss(out, batch, L1Loss(), OneStageConfig())
     assert parts["positives"] == 9
-    # the keypoint term is L1 on the 9 positives' offsets in reference units (128 px)
-    loc = out["locations"][(out["level"] == 1) & ((out["locations"][:, 0] - 50).abs() <= 24)
-                           & ((out["locations"][:, 1] - 60).abs() <= 24)]
-    assert len(loc) == 9
+    # the keypoint term is L1 on the 9 positives' offsets in reference units (128 px): per joint
+    # |Δx| + |Δy|, averaged over the 9 × 17 joints
+    pos = (out["level"] == 1) & ((out["locations"][:, 0] - 50).abs() <= 24) & ((out["locations"][:, 1] - 60).abs() <= 24)
+    assert pos.sum() == 9
+    offsets = (50.0 - out["locations"][pos]) / 128.0  # (9, 2), the same for every joint
+    by_hand = (out["mu"][0, pos] - offsets[:, None]).abs().sum(-1).mean()
+    assert parts["keypoints"].item() == pytest.approx(by_hand.item(), rel=1e-6)
     total.backward()
     for name in ("score", "box", "keypoints"):
         assert getattr(model.head, name).weight.grad.abs().sum() > 0

@@ -94,12 +94,12 @@ def _corners_to_xyxy(boxes: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 
 
 class WholeImageTransform:
-    """(image, :class:`ImagePeople`) → the network's sample (module docstring). ``uint8``: the
-    image stays uint8 (normalized on the device by :func:`normalize_images`)."""
+    """(image, :class:`ImagePeople`) → the network's sample (module docstring); the image stays
+    uint8 (normalized on the device by :func:`normalize_images`)."""
 
     def __init__(self, input_size: tuple[int, int], spec: KeypointSpec, train: bool, scale_factor: float = 0.3,
-                 translate: float = 0.1, flip_prob: float = 0.5, color_jitter: float = 0.2, uint8: bool = True) -> None:
-        self.input_size, self.spec, self.train, self.uint8 = tuple(input_size), spec, train, uint8
+                 translate: float = 0.1, flip_prob: float = 0.5, color_jitter: float = 0.2) -> None:
+        self.input_size, self.spec, self.train = tuple(input_size), spec, train
         self.scale_factor, self.translate, self.flip_prob, self.jitter = scale_factor, translate, flip_prob, color_jitter
         self._perm = spec.flip_permutation()
 
@@ -130,9 +130,7 @@ class WholeImageTransform:
         clipped = np.clip(boxes, 0, [out_w - 1, out_h - 1, out_w - 1, out_h - 1])
         keep = (clipped[:, 2] - clipped[:, 0] >= 2) & (clipped[:, 3] - clipped[:, 1] >= 2)  # still in view
         crowd = np.clip(_corners_to_xyxy(people.crowd, matrix), 0, [out_w - 1, out_h - 1, out_w - 1, out_h - 1])
-        x = np.ascontiguousarray(warped.transpose(2, 0, 1))
-        image_out = torch.from_numpy(x) if self.uint8 else torch.from_numpy(x).float()
-        return {"image": image_out, "boxes": torch.from_numpy(clipped[keep]).float(),
+        return {"image": torch.from_numpy(np.ascontiguousarray(warped.transpose(2, 0, 1))), "boxes": torch.from_numpy(clipped[keep]).float(),
                 "keypoints": torch.from_numpy(keypoints[keep]).float(),
                 "keypoint_weight": torch.from_numpy(weight[keep]).float(),
                 "crowd": torch.from_numpy(crowd).float(), "matrix": torch.from_numpy(matrix)}
@@ -177,7 +175,7 @@ def collate_people(batch: list[dict | None]) -> dict | None:
     n = len(batch)
     m = max(1, max(len(b["boxes"]) for b in batch))
     c = max(1, max(len(b["crowd"]) for b in batch))
-    k = batch[0]["keypoints"].shape[1] if batch[0]["keypoints"].dim() == 3 else 0
+    k = batch[0]["keypoints"].shape[1]  # (M, K, 2), also when M = 0
     out = {"image": torch.stack([b["image"] for b in batch]), "matrix": torch.stack([b["matrix"] for b in batch]),
            "index": torch.tensor([b["index"] for b in batch]), "image_id": torch.tensor([b["image_id"] for b in batch]),
            "boxes": torch.zeros(n, m, 4), "keypoints": torch.zeros(n, m, k, 2), "keypoint_weight": torch.zeros(n, m, k),

@@ -28,12 +28,15 @@ ONE_STAGE_OUTPUTS = ("scores", "boxes", "keypoints", "joint_confidence", "sigma"
 
 
 def decode_people(out: dict[str, np.ndarray], cfg: OneStageConfig = OneStageConfig(),
-                  sigmas: np.ndarray = COCO_KEYPOINTS.sigmas) -> dict[str, np.ndarray]:
+                  sigmas=COCO_KEYPOINTS.sigmas) -> dict[str, np.ndarray]:
     """One image's people from its dense outputs (arrays of :data:`ONE_STAGE_OUTPUTS` without the
     batch axis: ``scores`` (L,), ``boxes`` (L, 4), …). Returns, best first, ``location`` (M,)
     indices, ``score`` (M,) rescored, ``box_score`` (M,) the probability, ``boxes`` (M, 4)
     (x1, y1, x2, y2), ``keypoints`` (M, K, 2), ``joint_confidence`` (M, K), ``sigma`` (M, K, 2),
-    in the input's pixels. ``sigmas``: the keypoint set's OKS constants."""
+    in the input's pixels. ``sigmas``: the keypoint set's OKS constants (for OKS-NMS; a set
+    without them, empty, counts every joint at 0.1)."""
+    k = np.shape(out["keypoints"])[-2]
+    sigmas = np.asarray(sigmas if len(sigmas) else [0.1] * k, dtype=np.float64)
     scores = np.asarray(out["scores"], dtype=np.float64)
     cand = np.flatnonzero(scores >= cfg.score_threshold)
     person = rescore_many(out["joint_confidence"][cand], scores[cand])
@@ -74,7 +77,6 @@ class OneStagePredictor(PosePredictor):
                          detector=None)
         self.cfg = cfg
         self.box_threshold = box_threshold
-        self._sigmas = np.asarray(spec.sigmas if spec.sigmas else [0.1] * spec.num_joints, float)
 
     needs_boxes = False
 
@@ -109,7 +111,7 @@ class OneStagePredictor(PosePredictor):
         results = []
         sigmas = np.asarray(self.spec.sigmas, float) if self.spec.sigmas else None
         for out, matrix in zip(dense, matrices):
-            p = people_to_image(decode_people(out, self.cfg, self._sigmas), matrix)
+            p = people_to_image(decode_people(out, self.cfg, self.spec.sigmas), matrix)
             keep = p["box_score"] >= self.box_threshold
             p = {k: v[keep] for k, v in p.items()}
             xywh = np.concatenate([p["boxes"][:, :2], p["boxes"][:, 2:] - p["boxes"][:, :2]], 1)

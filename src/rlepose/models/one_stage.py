@@ -154,7 +154,6 @@ class OneStagePoseModel(nn.Module):
         parts = [self.head(p) for p in pyramid]
         locations, reference, level = self.grid([tuple(p.shape[-2:]) for p in pyramid], images.device)
         ref = reference[None, :, None]
-        k = self.num_joints
         score = torch.cat([_flatten(s, 1)[..., 0, 0] for s, _, _, _ in parts], 1)
         box = torch.cat([_flatten(b, 4)[:, :, 0] for _, b, _, _ in parts], 1)
         mu = torch.cat([_flatten(m, 2) for _, _, m, _ in parts], 1)
@@ -162,7 +161,7 @@ class OneStagePoseModel(nn.Module):
         return {"score_logits": score.float(),
                 # half the reference at a zero output: a person of the level's size
                 "box_ltrb": torch.exp(box.float().clamp(-8.0, 8.0)) * ref * 0.5,
-                "mu": mu.float().reshape(-1, mu.shape[1], k, 2), "sigma": torch.sigmoid(sigma.float()),
+                "mu": mu.float(), "sigma": torch.sigmoid(sigma.float()),
                 "locations": locations, "reference": reference, "level": level}
 
     @torch.no_grad()

@@ -33,8 +33,7 @@ class OneStageModule(L.LightningModule):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss = loss if loss is not None else self.cfg.loss.build(2)
         self.__dict__["_compiled"] = torch.compile(self.model) if self.cfg.train.compile else None
-        self.spec, self.evaluator = spec, evaluator
-        self._sigmas = np.asarray(keypoint_spec(self.cfg).sigmas or [0.1] * self.cfg.model.num_joints, float)
+        self.spec, self.evaluator = spec or keypoint_spec(self.cfg), evaluator
         self._val_outputs: list[dict] = []
         self.last_metrics: dict = {}
         self.last_results: list = []
@@ -71,7 +70,7 @@ class OneStageModule(L.LightningModule):
         out = self.model.inference(self._images(batch))
         arrays = {k: out[k].float().cpu().numpy() for k in ONE_STAGE_OUTPUTS}
         for j, (image_id, matrix) in enumerate(zip(batch["image_id"].tolist(), batch["matrix"].cpu().numpy())):
-            people = decode_people({k: a[j] for k, a in arrays.items()}, self.cfg.one_stage, self._sigmas)
+            people = decode_people({k: a[j] for k, a in arrays.items()}, self.cfg.one_stage, self.spec.sigmas)
             self._val_outputs.append({"image_id": image_id, "people": people_to_image(people, matrix)})
 
     def on_validation_epoch_end(self) -> None:
