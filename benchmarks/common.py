@@ -37,6 +37,26 @@ def summarize(runs: list[dict], metrics: tuple[str, ...]) -> tuple[dict, dict]:
     return mean, std
 
 
+def top_level_aten_ops(fn) -> int:
+    """How many ATen operators one call of ``fn`` dispatches at the top level: the torch
+    profiler's ``aten::`` events with no ``aten::`` event above them (an operator's own
+    sub-operators not counted). On a GPU each is at least one kernel launch."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+
+    def nested(event) -> bool:
+        parent = event.cpu_parent
+        while parent is not None:
+            if parent.name.startswith("aten::"):
+                return True
+            parent = parent.cpu_parent
+        return False
+
+    return sum(1 for e in prof.events() if e.name.startswith("aten::") and not nested(e))
+
+
 def device_name() -> str:
     """What trained a run: the GPU's name, or the CPU's model and core count."""
     import os

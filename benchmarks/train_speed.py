@@ -8,11 +8,17 @@ decode + warp, the data pipeline at N workers, and ``rlepose train`` end to end.
 Rows:
 
 * ``step``: Adam steps over model + loss on random batches resident on the device, images/s;
-  ResNet + FC with L1 and with RLE, the SimpleBaseline heatmap model, HRNet-W32 integral + RLE,
-  at each ``--batches`` × ``--precisions`` (fp32, or bf16 autocast), eager and with
-  ``torch.compile`` of the model (``--compile``); channels-last.
-* ``loss``: forward + backward of the loss alone at N = 32, 64, 256 images × 17 joints, ms
-  (on the CPU on one thread, the unit of the loss's cost target).
+  ResNet + FC with L1 and with RLE (its loss on the default, compiled path and eagerly), the
+  SimpleBaseline heatmap model, HRNet-W32 integral + RLE, at each ``--batches`` ×
+  ``--precisions`` (fp32, or bf16 autocast), eager and with ``torch.compile`` of the model
+  (``--compile``); channels-last.
+* ``loss``: forward + backward of the loss alone at ``--loss-n`` (32, 64, 256) images × 17
+  joints, ms, and the top-level ATen operators it dispatches (each a kernel launch on a GPU):
+  L1, Laplace NLL, and the flow losses eagerly (``compile=False``) and on their default path
+  (one compiled graph, :mod:`rlepose.losses.compiled`); on the CPU on one thread, with the
+  floor under any exact implementation: the flow's hidden-layer matrix products alone.
+* ``compile``: the default RLE loss's first call (compilation included) in a fresh process,
+  with an empty compile cache and again with the cache the first left, seconds.
 * ``sample``: one training sample on one core (the COCO config's augmentation at ``--input``,
   uint8 out) against ``cv2.imdecode`` + ``cv2.warpAffine`` of the same photo, ms and ratio.
 * ``pipeline``: the training loader alone at each ``--workers``, images/s.
@@ -31,7 +37,11 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,11 +49,11 @@ import cv2
 import numpy as np
 import torch
 
-from common import device_name, write_json
+from common import device_name, top_level_aten_ops, write_json
 from rlepose.data.datasets import TopDownDataset, collate_skip_none, load_coco_instances
 from rlepose.data.keypoints import COCO_KEYPOINTS
 from rlepose.data.transforms import TopDownTransform, TransformConfig, affine_matrix, box_to_center_size
-from rlepose.losses import build_loss
+from rlepose.losses import LOSSES, FlowLoss, build_loss
 from rlepose.models.heads import gaussian_heatmaps, heatmap_mse_loss
 from rlepose.models.pose_model import ModelConfig, build_pose_model
 
@@ -60,13 +70,16 @@ def _sync(device: torch.device) -> None:
 
 
 def resident_step(backbone: str, kind: str, batch: int, input_size: tuple[int, int], precision: str,
-                  compile: bool, device: torch.device, steps: int) -> float:
-    """Images/s of Adam steps on one random batch kept on the device."""
+                  compile: bool, device: torch.device, steps: int, loss_compile: bool = True) -> float:
+    """Images/s of Adam steps on one random batch kept on the device; ``compile``: the model
+    under ``torch.compile``; ``loss_compile``: the loss on its default path (False: eagerly)."""
     head, loss_name = MODELS[kind]
     torch.manual_seed(0)
     model = build_pose_model(ModelConfig("hrnet_w32" if kind.startswith("hrnet") else backbone, head))
     model = model.to(device).to(memory_format=torch.channels_last).train()
-    loss = None if head == "heatmap" else build_loss(loss_name, dim=2).to(device)
+    flow = head != "heatmap" and issubclass(LOSSES[loss_name], FlowLoss)
+    loss = None if head == "heatmap" else build_loss(loss_name, dim=2, **({"compile": loss_compile} if flow else {}))
+    loss = loss.to(device) if loss is not None else None
     params = [*model.parameters(), *(loss.parameters() if loss is not None else [])]
     opt = torch.optim.Adam(params, lr=1e-4)
     images = torch.randn(batch, 3, *input_size, device=device).contiguous(memory_format=torch.channels_last)
@@ -95,25 +108,58 @@ def resident_step(backbone: str, kind: str, batch: int, input_size: tuple[int, i
     return batch * steps / (time.perf_counter() - t0)
 
 
-def loss_alone(name: str, n: int, device: torch.device, repeats: int, compile: bool = False) -> float:
-    """Median ms of the loss's forward + backward on n × 17 joints."""
+def loss_alone(name: str, n: int, device: torch.device, repeats: int, compile: bool = False) -> tuple[float, int]:
+    """Median ms of the loss's forward + backward on n × 17 joints (weighted), and the top-level
+    ATen operators of one such call; ``compile``: the default path (False: eagerly)."""
     torch.manual_seed(0)
-    loss = build_loss(name, dim=2).to(device)
+    loss = build_loss(name, dim=2, compile=compile).to(device)
     mu = (torch.rand(n, 17, 2, device=device) - 0.5).requires_grad_()
     sigma = (torch.rand(n, 17, 2, device=device) * 0.3 + 0.01).requires_grad_()
     target = mu.detach() + 0.05 * torch.randn(n, 17, 2, device=device)
-    fn = torch.compile(loss) if compile else loss
+    weight = (torch.rand(n, 17, device=device) > 0.2).float()
+
+    def call() -> None:
+        loss(mu, sigma, target, weight).backward()
+        mu.grad = sigma.grad = None
+        loss.zero_grad(set_to_none=True)
+
     times = []
-    for i in range(repeats + 5):
+    for i in range(repeats + 5):  # the first calls compile (the default path) and warm up
         _sync(device)
         t0 = time.perf_counter()
-        fn(mu, sigma, target).backward()
+        call()
         _sync(device)
         if i >= 5:
             times.append(time.perf_counter() - t0)
-        mu.grad = sigma.grad = None
-        loss.zero_grad(set_to_none=True)
-    return 1e3 * statistics.median(times)
+    return 1e3 * statistics.median(times), top_level_aten_ops(call)
+
+
+_FIRST_CALL = """
+import sys, time, torch
+from rlepose.losses import RLELoss
+device = torch.device(sys.argv[1])
+loss = RLELoss(compile=True).to(device)
+mu = torch.rand(64, 17, 2, device=device, requires_grad=True)
+sigma = (torch.rand(64, 17, 2, device=device) * 0.3 + 0.01).requires_grad_()
+target = torch.rand(64, 17, 2, device=device)
+t0 = time.perf_counter()
+loss(mu, sigma, target).backward()
+torch.cuda.synchronize() if device.type == "cuda" else None
+print(time.perf_counter() - t0)
+"""
+
+
+def first_call_seconds(device: torch.device) -> dict[str, float]:
+    """The default RLE loss's first forward + backward (N = 64) in a fresh process, compilation
+    included: with an empty compile cache, then with the cache that run left."""
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
+        for run in ("cold_cache_s", "warm_cache_s"):
+            proc = subprocess.run([sys.executable, "-c", _FIRST_CALL, device.type], env=env, capture_output=True,
+                                  text=True, timeout=900, check=True)
+            out[run] = float(proc.stdout.strip().splitlines()[-1])
+    return out
 
 
 def keypoint_file(photos: Path) -> Path:
@@ -261,12 +307,15 @@ def main() -> None:
     parser.add_argument("--models", default=None, help=f"comma-separated from {', '.join(MODELS)}; "
                         "default: all on cuda, l1,rle,heatmap on the CPU")
     parser.add_argument("--compile", action="store_true", help="also the resident RLE and L1 steps with torch.compile "
-                        "(bf16 where measured, at each batch); default on cuda")
+                        "of the model (bf16 where measured, at each batch); default on cuda")
+    parser.add_argument("--loss-n", type=int, nargs="+", default=[32, 64, 256],
+                        help="batch sizes N (× 17 joints) of the loss section")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per row (default 20 cuda, 5 CPU)")
     parser.add_argument("--workers", type=int, nargs="+", help="loader workers to time (default: 15 8 cuda, 2 CPU)")
     parser.add_argument("--photos", default=str(FIXTURE_PHOTOS), help="a folder of photos with a COCO keypoints JSON")
     parser.add_argument("--instances", type=int, default=2048, help="samples the photos' annotations repeat to")
-    parser.add_argument("--skip", default="", help="comma-separated sections to leave out: step,loss,sample,pipeline,train")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated sections to leave out: step,loss,compile,sample,pipeline,train")
     parser.add_argument("--out", default="benchmarks/results/train_speed.json")
     args = parser.parse_args()
     cuda = args.device == "cuda"
@@ -287,8 +336,10 @@ def main() -> None:
 
     def add(row: dict) -> None:
         rows.append(row)
-        value = f"{row['images_per_s']:9.1f} images/s" if "images_per_s" in row else f"{row['ms']:9.3f} ms"
-        print(f"{row['section']:>8} {row['what']:<58} {value}", flush=True)
+        value = (f"{row['images_per_s']:9.1f} images/s" if "images_per_s" in row else
+                 f"{row['seconds']:9.1f} s" if "seconds" in row else f"{row['ms']:9.3f} ms")
+        ops = f"  {row['top_level_aten_ops']:5d} top-level ATen ops" if "top_level_aten_ops" in row else ""
+        print(f"{row['section']:>8} {row['what']:<66} {value}{ops}", flush=True)
 
     print(f"{device_name() if not cuda else torch.cuda.get_device_name()}: {backbone} at {input_size[0]}×{input_size[1]}")
     if "step" not in skip:
@@ -296,28 +347,41 @@ def main() -> None:
             for b in batches:
                 for p in precisions:
                     for comp in ([False, True] if compile and kind in ("l1", "rle") and (p == "bf16" or not cuda) else [False]):
-                        ips = resident_step(backbone, kind, b, input_size, p, comp, device, steps)
-                        add({"section": "step", "what": f"{kind}, batch {b}, {p}" + (", compiled" if comp else ""),
-                             "model": kind, "batch": b, "precision": p, "compile": comp, "images_per_s": ips})
+                        for loss_comp in ([True, False] if kind == "rle" else [True]):
+                            ips = resident_step(backbone, kind, b, input_size, p, comp, device, steps, loss_comp)
+                            add({"section": "step", "what": f"{kind}, batch {b}, {p}" + (", model compiled" if comp else "")
+                                 + ("" if loss_comp or kind != "rle" else ", eager loss"), "model": kind, "batch": b,
+                                 "precision": p, "compile": comp, "loss_compile": loss_comp if kind == "rle" else None,
+                                 "images_per_s": ips})
     if "loss" not in skip:
         threads = torch.get_num_threads()
         if not cuda:
             torch.set_num_threads(1)
-        for n in (32, 64, 256):
-            runs = [(name, comp) for name in ("l1", "laplace_nll", "rle", "rle_calibrated")
-                    for comp in ([False, True] if cuda and name == "rle" else [False])]
+        suffix = "" if cuda else ", one thread"
+        for n in args.loss_n:
+            runs = [("l1", False), ("laplace_nll", False)] + [(name, comp) for name in ("rle", "rle_calibrated")
+                                                              for comp in (False, True)]
             times: dict = {run: [] for run in runs}
+            ops: dict = {}
             for _ in range(3):  # rounds over the losses, so that all see the same machine
                 for name, comp in runs:
-                    times[(name, comp)].append(loss_alone(name, n, device, 50 if cuda else 20, comp))
+                    ms, ops[(name, comp)] = loss_alone(name, n, device, 50 if cuda else 20, comp)
+                    times[(name, comp)].append(ms)
             for (name, comp), ms in times.items():
-                add({"section": "loss", "what": f"{name}, N = {n}" + (", compiled" if comp else "")
-                     + ("" if cuda else ", one thread"), "loss": name, "n": n, "compile": comp,
-                     "ms": statistics.median(ms)})
+                path = ("default (compiled)" if comp else "eager") if name.startswith("rle") else ""
+                add({"section": "loss", "what": f"{name}{', ' + path if path else ''}, N = {n}{suffix}", "loss": name,
+                     "n": n, "path": path or "default", "compile": comp, "ms": statistics.median(ms),
+                     "top_level_aten_ops": ops[(name, comp)]})
             if not cuda:
-                add({"section": "loss", "what": f"floor: the flow's hidden products alone, N = {n}, one thread",
-                     "loss": "rle_floor", "n": n, "compile": False, "ms": flow_matmul_floor_ms(n, device)})
+                add({"section": "loss", "what": f"floor: the flow's hidden products alone, N = {n}{suffix}",
+                     "loss": "rle_floor", "n": n, "path": "", "compile": False, "ms": flow_matmul_floor_ms(n, device),
+                     "top_level_aten_ops": 36})
         torch.set_num_threads(threads)
+    if "compile" not in skip:
+        first = first_call_seconds(device)
+        for run, seconds in first.items():
+            add({"section": "compile", "what": f"default RLE loss, first call, {run.split('_')[0]} compile cache",
+                 "cache": run.split("_")[0], "seconds": seconds})
     instances = None
     if {"sample", "pipeline", "train"} - skip:
         if not photos.is_dir():
@@ -347,17 +411,19 @@ def main() -> None:
     ratios = {}
     for b in batches:
         for p in precisions:
-            l1, rle = find("step", model="l1", batch=b, precision=p, compile=False), \
-                find("step", model="rle", batch=b, precision=p, compile=False)
-            if l1 and rle:
-                ratios[f"l1_step_over_rle_step[batch {b}, {p}]"] = l1["images_per_s"] / rle["images_per_s"]
-    for n in (32, 64, 256):
-        rle, lap = find("loss", loss="rle", n=n, compile=False), find("loss", loss="laplace_nll", n=n)
-        if rle and lap:
-            ratios[f"rle_loss_over_laplace_nll[N = {n}]"] = rle["ms"] / lap["ms"]
-        floor = find("loss", loss="rle_floor", n=n)
-        if floor and lap:
-            ratios[f"flow_matmul_floor_over_laplace_nll[N = {n}]"] = floor["ms"] / lap["ms"]
+            l1 = find("step", model="l1", batch=b, precision=p, compile=False)
+            for loss_comp, label in ((True, ""), (False, ", eager loss")):
+                rle = find("step", model="rle", batch=b, precision=p, compile=False, loss_compile=loss_comp)
+                if l1 and rle:
+                    ratios[f"l1_step_over_rle_step[batch {b}, {p}{label}]"] = l1["images_per_s"] / rle["images_per_s"]
+    for n in args.loss_n:
+        lap, floor = find("loss", loss="laplace_nll", n=n), find("loss", loss="rle_floor", n=n)
+        for comp, label in ((True, "default"), (False, "eager")):
+            rle = find("loss", loss="rle", n=n, compile=comp)
+            if rle and lap:
+                ratios[f"rle_loss_over_laplace_nll[N = {n}, {label}]"] = rle["ms"] / lap["ms"]
+            if rle and floor:
+                ratios[f"rle_loss_over_flow_matmul_floor[N = {n}, {label}]"] = rle["ms"] / floor["ms"]
     sample = find("sample", what="one training sample, one core")
     if sample:
         ratios["sample_over_bare_decode_warp"] = sample["ratio"]

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "data" / "fixtures"
+
+# Losses run eagerly in the tests (and the commands they start), where compiling would only cost
+# time; the tests of the compiled path ask for it (tests/test_compiled_loss.py).
+os.environ["RLEPOSE_COMPILE_LOSS"] = "0"
 
 
 @pytest.fixture(scope="session")

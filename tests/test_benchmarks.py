@@ -82,20 +82,28 @@ def test_yolox_architecture_matches_the_paper_and_runs_through_the_detector(tmp_
 
 @pytest.mark.slow
 def test_train_speed_small(tmp_path, fixtures):
-    """Every section runs on the CPU and writes its rows and the ratios the goals are stated in."""
+    """Every section runs on the CPU and writes its rows and the ratios the goals are stated in;
+    the default RLE loss runs in few operators, and a warm compile cache shortens its first call."""
     out = tmp_path / "train.json"
     run_script("train_speed.py", "--device", "cpu", "--steps", "3", "--batches", "4", "--input", "64", "48",
                "--workers", "0", "--models", "l1,rle", "--instances", "64", "--photos", str(fixtures / "coco"),
-               "--out", str(out))
+               "--loss-n", "32", "--out", str(out))
     data = json.loads(out.read_text())
     sections = {r["section"] for r in data["rows"]}
-    assert sections == {"step", "loss", "sample", "pipeline", "train"}
-    assert {(r["model"], r["compile"]) for r in data["rows"] if r["section"] == "step"} == {("l1", False), ("rle", False)}
+    assert sections == {"step", "loss", "compile", "sample", "pipeline", "train"}
+    assert {(r["model"], r["compile"], r["loss_compile"]) for r in data["rows"] if r["section"] == "step"} == {
+        ("l1", False, None), ("rle", False, True), ("rle", False, False)}
     assert all(r.get("images_per_s", 1) > 0 and r.get("ms", 1) > 0 for r in data["rows"])
-    assert {"l1_step_over_rle_step[batch 4, fp32]", "rle_loss_over_laplace_nll[N = 64]",
-            "sample_over_bare_decode_warp"} <= set(data["ratios"])
-    loss = {(r["loss"], r["n"]): r["ms"] for r in data["rows"] if r["section"] == "loss"}
-    assert data["ratios"]["rle_loss_over_laplace_nll[N = 64]"] == loss[("rle", 64)] / loss[("laplace_nll", 64)]
+    assert {"l1_step_over_rle_step[batch 4, fp32]", "l1_step_over_rle_step[batch 4, fp32, eager loss]",
+            "rle_loss_over_laplace_nll[N = 32, default]", "rle_loss_over_flow_matmul_floor[N = 32, default]",
+            "rle_loss_over_flow_matmul_floor[N = 32, eager]", "sample_over_bare_decode_warp"} <= set(data["ratios"])
+    loss = {(r["loss"], r["compile"]): r for r in data["rows"] if r["section"] == "loss"}
+    assert data["ratios"]["rle_loss_over_laplace_nll[N = 32, default]"] == \
+        loss[("rle", True)]["ms"] / loss[("laplace_nll", False)]["ms"]
+    for name in ("rle", "rle_calibrated"):
+        assert loss[(name, True)]["top_level_aten_ops"] <= 40 < 200 < loss[(name, False)]["top_level_aten_ops"]
+    first = {r["cache"]: r["seconds"] for r in data["rows"] if r["section"] == "compile"}
+    assert 0 < first["warm"] < first["cold"]
 
 
 @pytest.mark.slow

@@ -42,6 +42,9 @@ class LossConfig:
     # residuals) and µ̂ learns from Q alone. None: 0 for the published forms (as they trained);
     # until the learning rate first drops for rle_calibrated (ExperimentConfig.flow_warmup_epochs).
     flow_warmup_epochs: int | None = None
+    # run the loss as one compiled graph in training (rlepose.losses.compiled; flow losses only):
+    # true follows the default (on unless RLEPOSE_COMPILE_LOSS=0), false runs it eagerly
+    compile: bool = True
 
     def loss_class(self):
         """The class ``name`` builds (:data:`rlepose.losses.LOSSES`)."""
@@ -63,11 +66,12 @@ class LossConfig:
         if not issubclass(cls, FlowLoss):
             return cls(reduction=self.reduction)
         flow = cls.default_flow(dim, self.flow_layers, self.flow_width, self.flow_base_std, self.flow_zero_init)
+        common = {"dim": dim, "flow": flow, "reduction": self.reduction, "compile": None if self.compile else False}
         if cls is DLELoss:
-            return cls(dim=dim, flow=flow, reduction=self.reduction)
+            return cls(**common)
         if cls is CalibratedRLELoss:
-            return cls(dim=dim, q=self.q, flow=flow, beta=self.beta, reduction=self.reduction)
-        return cls(dim=dim, q=self.q, flow=flow, reduction=self.reduction)
+            return cls(q=self.q, beta=self.beta, **common)
+        return cls(q=self.q, **common)
 
 
 def upgrade_loss_section(section: dict) -> dict:

@@ -2,7 +2,9 @@
 
 Start with :mod:`rlepose.losses.rle` (RLE and DLE, next to §3 of the paper). The other published
 forms are in :mod:`~rlepose.losses.published`, rlepose's calibrated variant in
-:mod:`~rlepose.losses.calibrated`, the baselines in :mod:`~rlepose.losses.baselines`.
+:mod:`~rlepose.losses.calibrated`, the baselines in :mod:`~rlepose.losses.baselines`. The losses
+with a flow run as one compiled graph in training (:mod:`~rlepose.losses.compiled`; ``compile=False``
+runs them eagerly).
 
 Config names (``loss.name``) and what they build, :func:`build_loss`:
 
@@ -22,12 +24,13 @@ from __future__ import annotations
 from rlepose.losses.base import JointLoss, log_q, sample_q
 from rlepose.losses.baselines import GaussianNLLLoss, L1Loss, L2Loss, LaplaceNLLLoss
 from rlepose.losses.calibrated import FLAT_START_STD, CalibratedRLELoss
+from rlepose.losses.compiled import CompileFallbackWarning
 from rlepose.losses.published import MMPoseRLELoss, PaperRLELoss
 from rlepose.losses.rle import DLELoss, FlowLoss, RLELoss
 
 __all__ = ["JointLoss", "FlowLoss", "RLELoss", "PaperRLELoss", "MMPoseRLELoss", "CalibratedRLELoss", "DLELoss",
            "L1Loss", "L2Loss", "LaplaceNLLLoss", "GaussianNLLLoss", "LOSSES", "LOSS_NAMES", "FLOW_LOSSES",
-           "FLAT_START_STD", "build_loss", "log_q", "sample_q"]
+           "FLAT_START_STD", "CompileFallbackWarning", "build_loss", "log_q", "sample_q"]
 
 LOSSES: dict[str, type[JointLoss]] = {
     "rle": RLELoss, "rle_paper": PaperRLELoss, "rle_mmpose": MMPoseRLELoss, "rle_calibrated": CalibratedRLELoss,

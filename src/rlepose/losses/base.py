@@ -13,6 +13,10 @@ and returns, by ``reduction``:
   joint weighs ``max_d weight[..., d]``); exactly 0 when every weight is 0,
 * ``"batch"``: the same sum / N (the official code's ``size_average``),
 * ``"sum"``, or ``"none"`` for the (N, K) weighted per-joint losses.
+
+The arithmetic is :meth:`JointLoss.value`; ``forward`` checks the inputs and runs it, compiled
+as one graph where the loss was built with ``compile`` on (:mod:`rlepose.losses.compiled`: the
+default of the losses with a flow).
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+
+from rlepose.losses.compiled import compile_by_default, compiled_value
 
 __all__ = ["JointLoss", "QDensity", "Reduction", "log_q", "sample_q"]
 
@@ -51,13 +57,21 @@ def sample_q(q: QDensity, dim: int, n: int) -> Tensor:
 
 
 class JointLoss(nn.Module):
-    """Joint weighting and reduction. Subclasses implement :meth:`terms`."""
+    """Joint weighting and reduction. Subclasses implement :meth:`terms`.
 
-    def __init__(self, reduction: Reduction = "mean") -> None:
+    Args:
+        reduction: see the module docstring.
+        compile: run :meth:`value` as one compiled graph while gradients are on
+            (:func:`rlepose.losses.compiled.compiled_value`); ``None`` follows
+            :func:`rlepose.losses.compiled.compile_by_default` (on unless ``RLEPOSE_COMPILE_LOSS=0``).
+    """
+
+    def __init__(self, reduction: Reduction = "mean", compile: bool | None = False) -> None:
         super().__init__()
         if reduction not in ("mean", "batch", "sum", "none"):
             raise ValueError(f"unknown reduction {reduction!r}: mean, batch, sum or none")
         self.reduction = reduction
+        self.compile_graph = compile  # not ``compile``: nn.Module.compile is a method
 
     def terms(self, mu: Tensor, sigma: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:
         """Per-coordinate terms (N, K, D), weighted per coordinate, and per-joint terms (N, K)
@@ -67,17 +81,28 @@ class JointLoss(nn.Module):
     def set_flow_warmup(self, active: bool) -> None:
         """Losses with a flow hold its gradient on µ̂ off while ``active``; others ignore it."""
 
+    def compiles(self) -> bool:
+        """Whether a call with gradients on runs :meth:`value` compiled (where it can)."""
+        return compile_by_default() if self.compile_graph is None else bool(self.compile_graph)
+
     def forward(self, mu: Tensor, sigma: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
         if mu.dim() != 3 or mu.shape != target.shape or sigma.shape != mu.shape:
             raise ValueError(
                 f"mu, sigma, target must all be (N, K, D); got {tuple(mu.shape)}, "
                 f"{tuple(sigma.shape)}, {tuple(target.shape)}")
         if weight is None:
-            weight = mu.new_ones(mu.shape)
-        elif weight.shape == mu.shape[:2]:
-            weight = weight.unsqueeze(-1).expand_as(mu)
-        elif weight.shape != mu.shape:
+            weight = mu.new_ones(mu.shape[:2])
+        elif weight.shape != mu.shape[:2] and weight.shape != mu.shape:
             raise ValueError(f"weight must be (N, K) or (N, K, D) = {tuple(mu.shape)}, got {tuple(weight.shape)}")
+        if torch.is_grad_enabled() and self.compiles():
+            return compiled_value(self, mu, sigma, target, weight)
+        return self.value(mu, sigma, target, weight)
+
+    def value(self, mu: Tensor, sigma: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+        """The loss of checked inputs: ``mu``, ``sigma``, ``target`` (N, K, D), ``weight``
+        (N, K) or (N, K, D); the reduction of the module docstring."""
+        if weight.dim() == 2:
+            weight = weight.unsqueeze(-1).expand_as(mu)
         weight = weight.to(mu.dtype)
 
         coord, joint = self.terms(mu, sigma.clamp_min(SIGMA_EPS), target)

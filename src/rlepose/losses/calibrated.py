@@ -44,10 +44,10 @@ class CalibratedRLELoss(FlowLoss):
     flow_zero_init = True
 
     def __init__(self, dim: int = 2, q: QDensity = "laplace", flow: nn.Module | None = None,
-                 beta: float = 0.5, reduction: Reduction = "mean") -> None:
+                 beta: float = 0.5, reduction: Reduction = "mean", compile: bool | None = None) -> None:
         if q is None:
             raise ValueError("CalibratedRLELoss needs a Q: it is Q that trains σ̂")
-        super().__init__(dim=dim, q=q, flow=flow, reduction=reduction)
+        super().__init__(dim=dim, q=q, flow=flow, reduction=reduction, compile=compile)
         self.beta = float(beta)
 
     def terms(self, mu, sigma, target):

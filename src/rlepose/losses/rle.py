@@ -53,6 +53,8 @@ class FlowLoss(JointLoss):
         q: the fixed density Q, ``"laplace"`` or ``"gaussian"``; ``None`` for DLE.
         flow: any module with ``log_prob((M, D)) -> (M,)``; default :meth:`default_flow`.
         reduction: see :mod:`rlepose.losses.base`.
+        compile: run the loss as one compiled graph in training (:mod:`rlepose.losses.compiled`);
+            ``None``, the default: yes unless ``RLEPOSE_COMPILE_LOSS=0``; ``False``: eagerly.
     """
 
     #: the default flow's Gaussian base and start (subclasses may start flat)
@@ -60,8 +62,8 @@ class FlowLoss(JointLoss):
     flow_zero_init: bool = False
 
     def __init__(self, dim: int = 2, q: QDensity | None = "laplace", flow: nn.Module | None = None,
-                 reduction: Reduction = "mean") -> None:
-        super().__init__(reduction)
+                 reduction: Reduction = "mean", compile: bool | None = None) -> None:
+        super().__init__(reduction, compile)
         if q is not None:
             log_q(torch.zeros(1), q)  # checks the name
         self.dim, self.q = dim, q
@@ -135,8 +137,9 @@ class DLELoss(FlowLoss):
     """Direct Likelihood Estimation (Fig. 2b): the flow models the whole density of x̄,
     ``L = Σ_d log σ̂_d − log Gφ(x̄)``, a normalized likelihood."""
 
-    def __init__(self, dim: int = 2, flow: nn.Module | None = None, reduction: Reduction = "mean") -> None:
-        super().__init__(dim=dim, q=None, flow=flow, reduction=reduction)
+    def __init__(self, dim: int = 2, flow: nn.Module | None = None, reduction: Reduction = "mean",
+                 compile: bool | None = None) -> None:
+        super().__init__(dim=dim, q=None, flow=flow, reduction=reduction, compile=compile)
 
     def terms(self, mu, sigma, target):
         return sigma.log(), -self.log_g(mu, sigma, target)
