@@ -205,12 +205,19 @@ train(load_config(sys.argv[1], ["name=killed", "train.checkpoint_every_steps=1"]
 """
 
 
-def test_sigkill_mid_epoch_then_resume_last_ends_with_the_same_weights(tmp_path, fixtures):
+@pytest.mark.parametrize("loss_path", ["eager", pytest.param("compiled", marks=pytest.mark.slow)])
+def test_sigkill_mid_epoch_then_resume_last_ends_with_the_same_weights(tmp_path, fixtures, loss_path, monkeypatch):
     """A training process killed with SIGKILL in the middle of its second epoch, resumed with
-    ``--resume last``, ends with exactly the weights of an uninterrupted run."""
+    ``--resume last``, ends with exactly the weights of an uninterrupted run: with the loss run
+    eagerly and on its default, compiled path."""
     import signal
     import subprocess
     import sys
+
+    from rlepose.losses.compiled import ENV_VAR
+
+    if loss_path == "compiled":
+        monkeypatch.delenv(ENV_VAR)  # the default, here and in the killed process
 
     cfg = _config(tmp_path, fixtures, data={"batch_size": 2})
     straight, st = train(load_config(cfg, ["name=straight"]), enable_progress_bar=False)
