@@ -293,6 +293,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.checkpoint = pretrained_checkpoint(args.model)
     if not Path(args.checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    from rlepose.inference.boundaries import checkpoint_task
+
+    if checkpoint_task(args.checkpoint, args.trust_checkpoint) == "boundaries":
+        return _predict_boundaries(args, images, videos)
     if args.model in (SHIPPED_NAME, SHIPPED_ONE_STAGE_NAME) or \
             Path(args.checkpoint).resolve() in (SHIPPED_PATH, SHIPPED_ONE_STAGE_PATH):
         print("note: the demo model was trained on rendered figures only; on photos its poses mean little "
@@ -317,6 +321,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"ran with {predictor.describe()}")
     print(f"{summary['persons']} persons in {summary['images']} images → {args.out}"
           + (f"; drawings in {args.render}" if args.render else ""))
+    for failure in summary["failed"]:
+        print(f"  skipped {failure}", file=sys.stderr)
+    return 1 if summary["failed"] and not summary["images"] else 0
+
+
+def _predict_boundaries(args: argparse.Namespace, images: list, videos: list) -> int:
+    """B-scans through a boundary model: depths and σ̂ per column to JSON, drawings with σ̂ bands."""
+    from rlepose.inference.boundaries import load_boundary_model, predict_bscan_files
+
+    if videos or args.boxes or args.whole_image or args.detector:
+        raise ValueError("this is a boundary model (OCT B-scans): give images; --boxes, --detector, --whole-image "
+                         "and videos do not apply")
+    summary = predict_bscan_files(load_boundary_model(args.checkpoint, args.trust_checkpoint), images, args.out,
+                                  args.render)
+    print(f"layer boundaries of {summary['images']} B-scans → {args.out}"
+          + (f"; drawings (boundaries with ±σ̂ bands) in {args.render}" if args.render else ""))
     for failure in summary["failed"]:
         print(f"  skipped {failure}", file=sys.stderr)
     return 1 if summary["failed"] and not summary["images"] else 0

@@ -14,6 +14,7 @@ import yaml
 
 from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import TransformConfig
+from rlepose.models.boundaries import BoundaryConfig
 from rlepose.models.one_stage import OneStageConfig
 from rlepose.models.pose_model import ModelConfig
 
@@ -107,7 +108,8 @@ def upgrade_loss_section(section: dict) -> dict:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``format``: coco (COCO or any COCO-format keypoint file) or mpii (top-down JSON).
+    """``format``: coco (COCO or any COCO-format keypoint file), mpii (top-down JSON), h36m, or
+    dme (task boundaries: the Duke DME MATLAB files, :mod:`rlepose.data.oct`).
     ``val_detections``: a COCO detection-results file; ground-truth boxes when unset.
     ``keypoints``: a custom keypoint set (see KeypointSpec.from_dict); the format's own otherwise."""
 
@@ -136,8 +138,15 @@ class DataConfig:
     mix_mpii_ann: str | None = None  # mixed 2-D/3-D training: an MPII top-down JSON …
     mix_mpii_images: str | None = None  # … and its image folder (z carries zero weight)
     # the embedded rendered dataset (rlepose.data.synthetic): (train, held-out) image counts, rendered
-    # under data.root on first use as train.json/train and val.json/val; None for data on disk
+    # under data.root on first use as train.json/train and val.json/val; for format dme (subjects,
+    # B-scans per subject) of generated OCT scans (rlepose.data.oct); None for data on disk
     rendered: tuple[int, int] | None = None
+    # format dme: train_subjects / val_subjects name subject files (1 → Subject_01.mat); left at
+    # their (Human3.6M) defaults they are the literature's split, subjects 1-5 / 6-10. annotator:
+    # whose labels train and score (1 or 2); pixel_size_um: the axial pixel size, for errors in µm,
+    # where the files do not give it
+    annotator: int = 1
+    pixel_size_um: float | None = None
     batch_size: int = 32
     val_batch_size: int = 64
     num_workers: int = 4
@@ -195,13 +204,16 @@ class LiftingConfig:
 @dataclass(frozen=True)
 class ExperimentConfig:
     """``task``: topdown (crops → 2-D or 3-D keypoints), one_stage (whole images → every
-    person's box and keypoints, :mod:`rlepose.models.one_stage`) or lifting (2-D joints → 3-D)."""
+    person's box and keypoints, :mod:`rlepose.models.one_stage`), lifting (2-D joints → 3-D) or
+    boundaries (OCT B-scans → every layer boundary's depth per column, one-dimensional targets,
+    :mod:`rlepose.models.boundaries`)."""
 
     name: str = "coco_res50_rle"
     task: str = "topdown"
     model: ModelConfig = ModelConfig()
     lifting: LiftingConfig = LiftingConfig()
     one_stage: OneStageConfig = OneStageConfig()
+    boundaries: BoundaryConfig = BoundaryConfig()
     loss: LossConfig = LossConfig()
     data: DataConfig = DataConfig()
     transform: TransformConfig = TransformConfig()
@@ -237,7 +249,8 @@ class ExperimentConfig:
         return tc.epochs // 2
 
 
-_SECTIONS = {"model": ModelConfig, "lifting": LiftingConfig, "one_stage": OneStageConfig, "loss": LossConfig, "data": DataConfig,
+_SECTIONS = {"model": ModelConfig, "lifting": LiftingConfig, "one_stage": OneStageConfig, "boundaries": BoundaryConfig,
+             "loss": LossConfig, "data": DataConfig,
              "transform": TransformConfig, "train": TrainConfig}
 
 
@@ -296,8 +309,14 @@ def config_from_dict(d: dict) -> ExperimentConfig:
         cfg.loss.loss_class()  # checks the name
     if cfg.loss.beta != LossConfig.beta and cfg.loss.name != "rle_calibrated":
         raise ConfigError(f"loss.beta is a setting of rle_calibrated, not of {cfg.loss.name}")
-    if cfg.task not in ("topdown", "one_stage", "lifting"):
-        raise ConfigError(f"unknown task {cfg.task!r}: topdown, one_stage or lifting")
+    if cfg.task not in ("topdown", "one_stage", "lifting", "boundaries"):
+        raise ConfigError(f"unknown task {cfg.task!r}: topdown, one_stage, lifting or boundaries")
+    if (cfg.task == "boundaries") != (cfg.data.format == "dme"):
+        raise ConfigError(f"task boundaries reads data.format dme, and only it does (got task {cfg.task!r}, "
+                          f"data.format {cfg.data.format!r})")
+    if cfg.task == "boundaries" and (cfg.loss.name == "heatmap_mse" or cfg.data.annotator not in (1, 2)):
+        raise ConfigError(f"task boundaries trains with a regression loss and data.annotator 1 or 2; got loss "
+                          f"{cfg.loss.name!r}, annotator {cfg.data.annotator}")
     if cfg.task == "one_stage" and (cfg.loss.name == "heatmap_mse" or cfg.data.format != "coco" or cfg.model.dim != 2):
         raise ConfigError("task one_stage trains 2-D keypoints from COCO-format files (data.format: coco) with a "
                           f"regression loss; got loss {cfg.loss.name!r}, data.format {cfg.data.format!r}, "

@@ -37,7 +37,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from rlepose.flows import RealNVP
+from rlepose.flows import default_flow
 from rlepose.losses.base import HALF_LOG_2PI, SIGMA_EPS, JointLoss, QDensity, Reduction, log_q
 
 __all__ = ["FlowLoss", "RLELoss", "DLELoss"]
@@ -49,7 +49,7 @@ class FlowLoss(JointLoss):
     """A loss that owns a flow Gφ over the normalized residual x̄ (RLE, DLE and their forms).
 
     Args:
-        dim: D, coordinates per joint (2 or 3).
+        dim: D, coordinates per joint (1, 2 or 3).
         q: the fixed density Q, ``"laplace"`` or ``"gaussian"``; ``None`` for DLE.
         flow: any module with ``log_prob((M, D)) -> (M,)``; default :meth:`default_flow`.
         reduction: see :mod:`rlepose.losses.base`.
@@ -72,11 +72,12 @@ class FlowLoss(JointLoss):
 
     @classmethod
     def default_flow(cls, dim: int, hidden_layers: int = 3, hidden_features: int = 64,
-                     base_std: float | None = None, zero_init: bool | None = None) -> RealNVP:
-        """The paper's RealNVP (Lfc × Nn = 3 × 64, appendix A) with this loss's base and start."""
-        return RealNVP(dim, hidden_layers=hidden_layers, hidden_features=hidden_features,
-                       base_std=cls.flow_base_std if base_std is None else base_std,
-                       zero_init=cls.flow_zero_init if zero_init is None else zero_init)
+                     base_std: float | None = None, zero_init: bool | None = None) -> nn.Module:
+        """The paper's RealNVP (Lfc × Nn = 3 × 64, appendix A), or for D = 1 the spline flow
+        (:func:`rlepose.flows.default_flow`), with this loss's base and start."""
+        return default_flow(dim, hidden_layers, hidden_features,
+                            base_std=cls.flow_base_std if base_std is None else base_std,
+                            zero_init=cls.flow_zero_init if zero_init is None else zero_init)
 
     def set_flow_warmup(self, active: bool) -> None:
         """While ``active``, the flow term gives µ̂ no gradient (µ̂ learns from Q alone); the

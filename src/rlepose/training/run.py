@@ -18,11 +18,14 @@ from rlepose.data.datasets import (DataError, SeededShuffleSampler, TopDownDatas
 from rlepose.data.h36m import (TEST_SUBJECTS, TRAIN_SUBJECTS, PoseSet, generate_pose_set,
                                h36m_instances, load_cameras, load_h36m_frames, load_h36m_poses, mpii_as_h36m)
 from rlepose.data.keypoints import KeypointSpec
+from rlepose.data.oct import BoundaryDataset, BoundaryTransform, load_dme, render_dme_like
 from rlepose.data.transforms import TopDownTransform
 from rlepose.data.whole_image import WholeImageDataset, WholeImageTransform, collate_people, load_coco_images
+from rlepose.evaluation.boundaries import BoundaryEvaluator
 from rlepose.evaluation.evaluators import CocoEvaluator, H36MEvaluator, MpiiEvaluator, OneStageCocoEvaluator
 from rlepose.models.checkpoint import load_backbone, read_checkpoint, save_atomic
-from rlepose.config import ExperimentConfig, LossConfig, config_to_dict, keypoint_spec, upgrade_loss_section
+from rlepose.config import DataConfig, ExperimentConfig, LossConfig, config_to_dict, keypoint_spec, upgrade_loss_section
+from rlepose.training.boundaries import BoundaryModule
 from rlepose.training.lifting import LiftingModule, lifting_tensors
 from rlepose.training.module import PoseModule
 from rlepose.training.one_stage import OneStageModule
@@ -37,7 +40,9 @@ log = logging.getLogger(__name__)
 
 def _check_root(cfg: ExperimentConfig) -> None:
     """The data root exists; the embedded dataset (``data.rendered``) is rendered there first."""
-    if cfg.data.rendered:
+    if cfg.data.rendered and cfg.data.format == "dme":
+        render_dme_like(cfg.data.root, *cfg.data.rendered)
+    elif cfg.data.rendered:
         from rlepose.data.synthetic import write_splits
 
         write_splits(cfg.data.root, *cfg.data.rendered)
@@ -280,6 +285,51 @@ def _lifting_loaders(cfg: ExperimentConfig, train_set: PoseSet | None, val_set: 
     return loaders
 
 
+#: the literature's split of the Duke DME subjects
+DME_SUBJECTS = {"train": ("1", "2", "3", "4", "5"), "val": ("6", "7", "8", "9", "10")}
+
+
+def boundary_scans(cfg: ExperimentConfig, split: str):
+    """The labelled B-scans of ``split`` ('train' or 'val'), with ``data.pixel_size_um`` where
+    the files give none."""
+    d = cfg.data
+    subjects = d.train_subjects if split == "train" else d.val_subjects
+    if subjects == getattr(DataConfig, "train_subjects" if split == "train" else "val_subjects"):
+        subjects = DME_SUBJECTS[split]  # the H36M defaults: not DME names
+    scans = load_dme(d.root, subjects, d.annotator)
+    for scan in scans:
+        scan.pixel_size_um = scan.pixel_size_um or d.pixel_size_um
+    return scans
+
+
+def boundary_loader(cfg: ExperimentConfig, split: str, scans=None) -> DataLoader:
+    """The training (shuffled by seed and epoch, augmented) or held-out loader of B-scans."""
+    train = split == "train"
+    scans = scans if scans is not None else boundary_scans(cfg, split)
+    transform = BoundaryTransform(tuple(cfg.transform.input_size), cfg.boundaries.columns, train=train)
+    data = BoundaryDataset(scans, transform, seed=cfg.train.seed)
+    if train:
+        return ResumableLoader(data, batch_size=cfg.data.batch_size, drop_last=False,
+                               sampler=SeededShuffleSampler(len(data), cfg.train.seed, encode_epoch=True),
+                               num_workers=cfg.data.num_workers, persistent_workers=cfg.data.num_workers > 0)
+    return DataLoader(data, batch_size=cfg.data.val_batch_size, shuffle=False, num_workers=cfg.data.num_workers)
+
+
+def _train_boundaries(cfg: ExperimentConfig, resume: str | None, loss=None, **trainer_kwargs):
+    out_dir = _start(cfg)
+    train_loader = boundary_loader(cfg, "train")
+    val_scans = boundary_scans(cfg, "val")
+    module = BoundaryModule.from_config(cfg, evaluator=BoundaryEvaluator(val_scans), loss=loss)
+    if cfg.pretrained:
+        log.info("backbone weights from %s: %s", cfg.pretrained, load_backbone(module.model.backbone, cfg.pretrained))
+    if cfg.init_from:
+        init_from_checkpoint(module, cfg.init_from)
+    trainer = _trainer(cfg, out_dir, monitor="val/mean_abs_error_px", mode="min",
+                       first_callbacks=[_MidEpochResume(train_loader.sampler, cfg.data.batch_size)], **trainer_kwargs)
+    trainer.fit(module, train_loader, boundary_loader(cfg, "val", val_scans), ckpt_path=_resume_path(out_dir, resume))
+    return module, trainer
+
+
 def _train_lifting(cfg: ExperimentConfig, resume: str | None, loss=None, **trainer_kwargs):
     out_dir = _start(cfg)
     train_set, val_set = lifting_sets(cfg)
@@ -299,6 +349,8 @@ def train(cfg: ExperimentConfig, resume: str | None = None, loss=None, **trainer
     the Lightning trainer."""
     if cfg.task == "lifting":
         return _train_lifting(cfg, resume, loss, **trainer_kwargs)
+    if cfg.task == "boundaries":
+        return _train_boundaries(cfg, resume, loss, **trainer_kwargs)
     out_dir = _start(cfg)
     spec = keypoint_spec(cfg)
     if cfg.task == "one_stage":
@@ -394,7 +446,8 @@ def load_module(checkpoint: str | Path, cfg: ExperimentConfig | None = None, tru
     (:func:`rlepose.models.checkpoint.read_checkpoint`)."""
     ckpt = read_checkpoint(checkpoint, trust=trust)
     config = config_to_dict(cfg) if cfg is not None else ckpt["hyper_parameters"]["config"]
-    module = {"lifting": LiftingModule, "one_stage": OneStageModule}.get(config.get("task"), PoseModule)(config)
+    module = {"lifting": LiftingModule, "one_stage": OneStageModule,
+              "boundaries": BoundaryModule}.get(config.get("task"), PoseModule)(config)
     module.load_state_dict(ckpt["state_dict"])
     return module
 
@@ -409,6 +462,9 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, out_file: str | Path
         val_set = lifting_set(cfg, "val")
         module.val_actions = val_set.action
         loader = _lifting_loaders(cfg, None, val_set)[1]
+    elif cfg.task == "boundaries":
+        scans = boundary_scans(cfg, "val")
+        module.evaluator, loader = BoundaryEvaluator(scans), boundary_loader(cfg, "val", scans)
     else:
         spec = keypoint_spec(cfg)
         module.spec = spec

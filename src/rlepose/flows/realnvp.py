@@ -1,8 +1,4 @@
-"""Normalizing flows that model the (residual) density of the normalized error x̄.
-
-The loss only needs an object with ``log_prob(x) -> (M,)`` for ``x`` of shape ``(M, D)``;
-the paper is agnostic to the flow model (§3.3). :class:`RealNVP` is the paper's default
-(appendix A); :class:`ZukoDensity` wraps any flow of the optional ``zuko`` library.
+"""RealNVP, the paper's flow (appendix A), for D ≥ 2.
 
 RealNVP layout (appendix A, Eq. 12): ``K`` affine coupling layers with alternating binary
 masks. In layer ``k`` the kept coordinates (``mask_k = 1``) pass unchanged and condition the
@@ -25,14 +21,15 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["alternating_masks", "RealNVP", "ZukoDensity", "ZeroDensity"]
+__all__ = ["alternating_masks", "RealNVP"]
 
 
 def alternating_masks(dim: int, num_layers: int) -> Tensor:
     """Binary masks ``(num_layers, dim)``: even layers keep the last ``dim // 2`` coordinates
     fixed (``[0, 1]`` for D=2, ``[0, 0, 1]`` for D=3), odd layers the complement."""
     if dim < 2:
-        raise ValueError("coupling flows need dim >= 2 (nothing to condition on in 1-D)")
+        raise ValueError("coupling flows need dim >= 2 (nothing to condition on in 1-D): for one-dimensional "
+                         "targets use rlepose.flows.SplineFlow1D, the losses' default flow there")
     even = torch.zeros(dim)
     even[dim - dim // 2 :] = 1.0
     return torch.stack([even if k % 2 == 0 else 1.0 - even for k in range(num_layers)])
@@ -280,33 +277,3 @@ def _from_official_names(module: RealNVP, state_dict: dict, prefix: str, local_m
             continue
         stack[k, i] = value
     state_dict.update(stacks)
-
-
-class ZukoDensity(nn.Module):
-    """Adapter for a ``zuko`` flow (e.g. ``zuko.flows.NSF(features=2)``): exposes ``log_prob``.
-
-    zuko flows are called (optionally with a context) to build a distribution; RLE's flow is
-    unconditional, so the adapter calls it with no context.
-    """
-
-    def __init__(self, flow: nn.Module) -> None:
-        super().__init__()
-        self.flow = flow
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        return self.flow().log_prob(x)
-
-    def rsample_and_log_prob(self, n: int) -> tuple[Tensor, Tensor]:
-        return self.flow().rsample_and_log_prob((n,))
-
-    @torch.no_grad()
-    def sample(self, n: int) -> Tensor:
-        return self.flow().sample((n,))
-
-
-class ZeroDensity(nn.Module):
-    """``log G(x) = 0`` everywhere: RLE with this "flow" reduces to the plain Q likelihood.
-    Not a normalized density; useful as a control and in tests."""
-
-    def log_prob(self, x: Tensor) -> Tensor:
-        return x.new_zeros(x.shape[0])
