@@ -311,3 +311,26 @@ def test_one_stage_benchmark_small(tmp_path):
     names = [r["pipeline"] for r in rows]
     assert names[0].startswith("one-stage") and any("true boxes" in n for n in names) and any("hog" in n for n in names)
     assert all(0 <= r["AP"] <= 1 and r["images_per_s"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_oct_benchmark_small(tmp_path):
+    """Table 18's rows over seeds on generated B-scans, merged from two files, and its report."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import oct_table
+
+    parts = []
+    for seed in (0, 1):
+        parts.append(tmp_path / f"oct{seed}.json")
+        run_script("oct.py", "--rows", "l1,rle", "--seeds", str(seed), "--epochs", "1", "--milestones", "[1]",
+                   "--subjects", "10", "--scans", "1", "--dir", str(tmp_path / "oct"), "--out", str(parts[-1]))
+    out = tmp_path / "oct.json"
+    run_script("oct.py", "--merge", *map(str, parts), "--out", str(out))
+    data = json.loads(out.read_text())
+    assert [r["row"] for r in data["rows"]] == ["l1", "rle"] and data["rows"][1]["paper_error"] == 3.1
+    for r in data["rows"]:
+        assert [run["seed"] for run in r["runs"]] == [0, 1]
+        assert all(run["mean_abs_error_px"] > 0 and "error_px/BM" in run for run in r["runs"])
+        assert r["mean"]["mean_abs_error_px"] == pytest.approx(np.mean([run["mean_abs_error_px"] for run in r["runs"]]))
+    text = "\n".join(oct_table("oct.json", data))
+    assert "| rle |" in text and "RLE − L1, seed by seed" in text

@@ -99,13 +99,15 @@ def test_clear_errors(tmp_path, fixtures, capsys):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_load_and_build(path):
+    from rlepose.training.boundaries import BoundaryModule
     from rlepose.training.lifting import LiftingModule
     from rlepose.training.module import PoseModule
     from rlepose.training.one_stage import OneStageModule
 
     cfg = load_config(path)
-    module = {"lifting": LiftingModule, "one_stage": OneStageModule}.get(cfg.task, PoseModule).from_config(cfg)
-    dim = 3 if cfg.task == "lifting" else cfg.model.dim
+    modules = {"lifting": LiftingModule, "one_stage": OneStageModule, "boundaries": BoundaryModule}
+    module = modules.get(cfg.task, PoseModule).from_config(cfg)
+    dim = {"lifting": 3, "boundaries": 1}.get(cfg.task, cfg.model.dim)
     if "rle" in path.stem:
         assert cfg.loss.name.startswith("rle") and module.loss.flow.dim == dim
         if dim == 2:

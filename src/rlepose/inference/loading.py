@@ -41,6 +41,9 @@ def load_pose_model(path: str | Path, trust: bool = False) -> LoadedPoseModel:
     cfg = config_from_dict(config)
     if cfg.task == "lifting":
         raise ValueError(f"{path} is a lifting model; inference on images needs a top-down or one-stage model")
+    if cfg.task == "boundaries":
+        raise ValueError(f"{path} is a boundary model (OCT B-scans): `rlepose predict` and "
+                         "rlepose.inference.boundaries run it; pose inference and export take pose models")
     model = (build_one_stage_model(cfg.model.backbone, cfg.model.num_joints, cfg.one_stage) if cfg.task == "one_stage"
              else build_pose_model(cfg.model))
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}

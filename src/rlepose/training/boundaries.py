@@ -5,19 +5,17 @@ from __future__ import annotations
 
 from typing import Callable
 
-import lightning as L
 import numpy as np
 import torch
 
-from rlepose.config import ExperimentConfig, config_from_dict, config_to_dict
-from rlepose.data.transforms import normalize_images
+from rlepose.config import ExperimentConfig, config_from_dict
 from rlepose.models.boundaries import build_boundary_model
-from rlepose.training.module import adam_with_schedule, apply_flow_warmup, gather_outputs, skip_nonfinite
+from rlepose.training.module import ImageModule, gather_outputs, skip_nonfinite
 
 __all__ = ["BoundaryModule"]
 
 
-class BoundaryModule(L.LightningModule):
+class BoundaryModule(ImageModule):
     """Batches are dicts from :class:`rlepose.data.oct.BoundaryDataset`."""
 
     def __init__(self, config: dict, evaluator: Callable | None = None, loss: torch.nn.Module | None = None,
@@ -35,17 +33,6 @@ class BoundaryModule(L.LightningModule):
         self.last_metrics: dict = {}
         self.last_results: list = []
         self.nonfinite_batches = 0
-
-    @classmethod
-    def from_config(cls, cfg: ExperimentConfig, **kwargs) -> "BoundaryModule":
-        return cls(config_to_dict(cfg), **kwargs)
-
-    def _images(self, batch: dict) -> torch.Tensor:
-        images = normalize_images(batch["image"])
-        return images.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else images
-
-    def on_train_epoch_start(self) -> None:
-        apply_flow_warmup(self)
 
     def training_step(self, batch, batch_idx):
         images = self._images(batch)
@@ -72,6 +59,3 @@ class BoundaryModule(L.LightningModule):
         for name, value in metrics.items():
             if np.isfinite(value):
                 self.log(f"val/{name}", float(value), sync_dist=True)
-
-    def configure_optimizers(self):
-        return adam_with_schedule(self)

@@ -19,7 +19,8 @@ from rlepose.models.heads import gaussian_heatmaps, heatmap_mse_loss
 from rlepose.models.pose_model import build_pose_model
 from rlepose.config import ExperimentConfig, config_from_dict, config_to_dict
 
-__all__ = ["skip_nonfinite", "apply_flow_warmup", "lr_factor", "PoseModule", "adam_with_schedule", "gather_outputs"]
+__all__ = ["skip_nonfinite", "apply_flow_warmup", "lr_factor", "ImageModule", "PoseModule", "adam_with_schedule",
+           "gather_outputs"]
 
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,28 @@ def gather_outputs(outputs: list) -> list:
     return outputs
 
 
-class PoseModule(L.LightningModule):
+class ImageModule(L.LightningModule):
+    """What the modules of image models share: built from a config dict (``from_config``),
+    batches of uint8 images normalized on the device (channels-last by ``train.channels_last``),
+    the flow warm-up at each epoch's start, Adam with ``train.schedule``. Subclasses set
+    ``self.cfg``, ``self.model`` and ``self.loss``."""
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig, **kwargs):
+        return cls(config_to_dict(cfg), **kwargs)
+
+    def _images(self, batch: dict) -> torch.Tensor:
+        images = normalize_images(batch["image"])
+        return images.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else images
+
+    def on_train_epoch_start(self) -> None:
+        apply_flow_warmup(self)
+
+    def configure_optimizers(self):
+        return adam_with_schedule(self)
+
+
+class PoseModule(ImageModule):
     """Batches are dicts from :class:`rlepose.data.datasets.TopDownDataset`."""
 
     def __init__(self, config: dict, spec: KeypointSpec | None = None,
@@ -92,14 +114,6 @@ class PoseModule(L.LightningModule):
         self.nonfinite_batches = 0  # training batches skipped for a NaN/inf loss
         self.last_results: list = []
 
-    @classmethod
-    def from_config(cls, cfg: ExperimentConfig, **kwargs) -> "PoseModule":
-        return cls(config_to_dict(cfg), **kwargs)
-
-    def _images(self, batch: dict) -> torch.Tensor:
-        images = normalize_images(batch["image"])
-        return images.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else images
-
     def _forward(self, images: torch.Tensor):
         return self._compiled(images) if self._compiled is not None else self.model(images)
 
@@ -111,9 +125,6 @@ class PoseModule(L.LightningModule):
             return heatmap_mse_loss(heatmaps, goal, weight)
         mu, sigma = self._forward(images)
         return self.loss(mu, sigma, target, weight)
-
-    def on_train_epoch_start(self) -> None:
-        apply_flow_warmup(self)
 
     def training_step(self, batch, batch_idx):
         if batch is None:  # every sample of the batch was skipped as unreadable
@@ -153,8 +164,6 @@ class PoseModule(L.LightningModule):
             if np.isfinite(value):
                 self.log(f"val/{name}", float(value), sync_dist=True)  # equal on every rank
 
-    def configure_optimizers(self):
-        return adam_with_schedule(self)
 
 
 def adam_with_schedule(module: L.LightningModule) -> dict:

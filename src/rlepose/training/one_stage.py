@@ -5,21 +5,19 @@ from __future__ import annotations
 
 from typing import Callable
 
-import lightning as L
 import numpy as np
 import torch
 
-from rlepose.config import ExperimentConfig, config_from_dict, config_to_dict, keypoint_spec
-from rlepose.data.transforms import normalize_images
+from rlepose.config import ExperimentConfig, config_from_dict, keypoint_spec
 from rlepose.inference.one_stage import ONE_STAGE_OUTPUTS, decode_people, people_to_image
 from rlepose.losses.one_stage import one_stage_loss
 from rlepose.models.one_stage import build_one_stage_model
-from rlepose.training.module import adam_with_schedule, apply_flow_warmup, gather_outputs, skip_nonfinite
+from rlepose.training.module import ImageModule, gather_outputs, skip_nonfinite
 
 __all__ = ["OneStageModule"]
 
 
-class OneStageModule(L.LightningModule):
+class OneStageModule(ImageModule):
     """Batches are dicts from :func:`rlepose.data.whole_image.collate_people`. ``loss``: a joint
     loss to train the keypoints with instead of the one ``cfg.loss`` builds."""
 
@@ -38,17 +36,6 @@ class OneStageModule(L.LightningModule):
         self.last_metrics: dict = {}
         self.last_results: list = []
         self.nonfinite_batches = 0
-
-    @classmethod
-    def from_config(cls, cfg: ExperimentConfig, **kwargs) -> "OneStageModule":
-        return cls(config_to_dict(cfg), **kwargs)
-
-    def _images(self, batch: dict) -> torch.Tensor:
-        images = normalize_images(batch["image"])
-        return images.contiguous(memory_format=torch.channels_last) if self.cfg.train.channels_last else images
-
-    def on_train_epoch_start(self) -> None:
-        apply_flow_warmup(self)
 
     def training_step(self, batch, batch_idx):
         if batch is None:
@@ -83,6 +70,3 @@ class OneStageModule(L.LightningModule):
         for name, value in metrics.items():
             if np.isfinite(value):
                 self.log(f"val/{name}", float(value), sync_dist=True)
-
-    def configure_optimizers(self):
-        return adam_with_schedule(self)
