@@ -110,6 +110,14 @@ def oct_table(name: str, data: dict) -> list[str]:
                      f"{_pm(m, s, 'mean_abs_error_um', 1, 1)} | {_pm(m, s, 'sigma_error_pearson', 1, 3)} | "
                      f"{'—' if paper is None else paper} | {_devices(r['runs'])} |")
     lines += _rle_minus_l1(data, "mean_abs_error_px", 1, 3, "px", "Table 18: 3.1 − 18.1 = −15.0")
+    means = {r["row"]: r["mean"]["mean_abs_error_px"] for r in data["rows"]}
+    if "rle" in means and len(means) > 1:
+        ahead = [k for k, v in means.items() if k != "rle" and means["rle"] < v]
+        behind = [k for k, v in means.items() if k != "rle" and means["rle"] >= v]
+        verdict = ("RLE's lead holds here: its mean error is the lowest of the rows" if not behind else
+                   f"RLE's lead does not hold here: its mean error is not below {', '.join(behind)}"
+                   + (f" (it is below {', '.join(ahead)})" if ahead else ""))
+        lines += ["", verdict + "."]
     if data["rows"]:
         lines += ["", f"The two generated annotators disagree by {data['rows'][0]['mean']['expert_disagreement_px']:.3f} "
                       "px on the held-out scans (the labels' own noise)."]
