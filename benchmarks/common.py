@@ -125,3 +125,34 @@ def merge_results(files: list[str], metrics: tuple[str, ...], defaults: dict | N
         extra = {k: v for k, v in r.items() if k not in ("row", "loss", "runs", "mean", "std")}
         merged.append(row_record(r["row"], r["loss"], sorted(r["runs"], key=lambda run: run["seed"]), metrics, **extra))
     return first, merged
+
+
+def train_and_score(cfg, metrics: tuple[str, ...], seed: int) -> dict:
+    """Train ``cfg`` (quietly, no logger) and return its final validation's ``metrics`` (those
+    it has), the seed, the seconds it took and the device."""
+    import time
+
+    from rlepose.training.run import train
+
+    start = time.perf_counter()
+    module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)
+    return {**{k: module.last_metrics[k] for k in metrics if k in module.last_metrics}, "seed": seed,
+            "seconds": time.perf_counter() - start, "device": device_name()}
+
+
+def run_rows(rows: dict, train_row, metrics: tuple[str, ...], args, config: str, paper_key: str, describe) -> list[dict]:
+    """Every row of ``args.rows`` (names of ``rows``: row → (loss section, paper value)) over
+    ``args.seeds``: ``train_row(row, seed, args)`` per run, ``describe(run)`` printed after it, the
+    JSON rewritten to ``args.out`` after every run (an interrupted benchmark keeps what it did).
+    Returns the rows as :func:`row_record` keeps them."""
+    results: list[dict] = []
+    for row in args.rows.split(","):
+        loss, paper = rows[row]
+        runs = []
+        for seed in args.seeds:
+            runs.append(train_row(row, seed, args))
+            print(f"  {row} seed {seed}: {describe(runs[-1])} ({runs[-1]['seconds']:.0f} s)", flush=True)
+            partial = row_record(row, loss, runs, metrics, **{paper_key: paper})
+            write_json(Path(args.out), {"args": vars(args), "config": config, "rows": [*results, partial]})
+        results.append(partial)
+    return results

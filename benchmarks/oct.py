@@ -16,12 +16,10 @@ direct regression 18.1, RLE 3.1) are printed for the ordering only.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from common import device_name, merge_results, row_record, write_json
+from common import device_name, merge_results, run_rows, train_and_score, write_json
 from rlepose.config import load_config
-from rlepose.training.run import train
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "embedded" / "oct_res18_rle.yaml"
 #: row → (loss section, the paper's Table 18 error)
@@ -39,10 +37,7 @@ def train_row(row: str, seed: int, args: argparse.Namespace) -> dict:
                                f"data.root={out / 'data'}", f"data.rendered=[{args.subjects}, {args.scans}]",
                                f"train.epochs={args.epochs}", f"train.milestones={args.milestones}",
                                f"train.val_every={args.epochs}", f"train.seed={seed}", f"train.out_dir={out / 'runs'}"])
-    start = time.perf_counter()
-    module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)
-    return {**{k: module.last_metrics[k] for k in METRICS if k in module.last_metrics}, "seed": seed,
-            "seconds": time.perf_counter() - start, "device": device_name()}
+    return train_and_score(cfg, METRICS, seed)
 
 
 def print_table(results: list[dict]) -> None:
@@ -75,16 +70,8 @@ def main() -> None:
                                     "rows": results})
         return
     print(f"{device_name()}: {args.epochs} epochs, seeds {args.seeds}, {args.subjects} × {args.scans} B-scans")
-    results = []
-    for row in args.rows.split(","):
-        loss, paper = ROWS[row]
-        runs = []
-        for seed in args.seeds:
-            runs.append(train_row(row, seed, args))
-            print(f"{row} seed {seed}: {runs[-1]['mean_abs_error_px']:.3f} px ({runs[-1]['seconds']:.0f} s)", flush=True)
-            partial = row_record(row, loss, runs, METRICS, paper_error=paper)
-            write_json(Path(args.out), {"args": vars(args), "config": CONFIG.name, "rows": [*results, partial]})
-        results.append(row_record(row, loss, runs, METRICS, paper_error=paper))
+    results = run_rows(ROWS, train_row, METRICS, args, CONFIG.name, "paper_error",
+                       lambda r: f"{r['mean_abs_error_px']:.3f} px")
     print_table(results)
     write_json(Path(args.out), {"args": vars(args), "config": CONFIG.name, "rows": results})
 

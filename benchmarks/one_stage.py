@@ -23,9 +23,8 @@ import logging
 import time
 from pathlib import Path
 
-from common import device_name, merge_results, row_record, write_json
+from common import device_name, merge_results, run_rows, train_and_score, write_json
 from rlepose.config import load_config
-from rlepose.training.run import train
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "embedded" / "one_stage_res18_rle.yaml"
 ROWS = {"rle": ({"name": "rle"}, 67.4), "l1": ({"name": "l1"}, 67.0), "laplace_nll": ({"name": "laplace_nll"}, None),
@@ -40,10 +39,7 @@ def train_row(row: str, seed: int, args: argparse.Namespace) -> dict:
                                f"data.root={out / 'data'}", f"data.rendered=[{args.train_images}, {args.val_images}]",
                                f"train.epochs={args.epochs}", f"train.milestones={args.milestones}",
                                f"train.val_every={args.epochs}", f"train.seed={seed}", f"train.out_dir={out / 'runs'}"])
-    start = time.perf_counter()
-    module, _ = train(cfg, enable_progress_bar=False, enable_model_summary=False, logger=False)
-    return {**{k: module.last_metrics[k] for k in METRICS}, "seed": seed, "seconds": time.perf_counter() - start,
-            "device": device_name()}
+    return train_and_score(cfg, METRICS, seed)
 
 
 def print_table(results: list[dict]) -> None:
@@ -156,18 +152,8 @@ def main() -> None:
         write_json(Path(args.out), {"args": merged_args, "config": CONFIG.name, "merged_from": args.merge,
                                     "rows": results})
         return
-    results = []
-    for row in args.rows.split(","):
-        loss, paper = ROWS[row]
-        runs = []
-        for seed in args.seeds:
-            runs.append(train_row(row, seed, args))
-            r = runs[-1]
-            print(f"  {row} seed {seed}: AP {r['AP']:.3f} AP50 {r['AP50']:.3f} corr {r['conf_oks_pearson']:.3f} "
-                  f"({r['seconds']:.0f}s)", flush=True)
-            partial = row_record(row, loss, runs, METRICS, paper_AP=paper)
-            write_json(Path(args.out), {"args": vars(args), "config": str(CONFIG.name), "rows": [*results, partial]})
-        results.append(partial)
+    results = run_rows(ROWS, train_row, METRICS, args, CONFIG.name, "paper_AP",
+                       lambda r: f"AP {r['AP']:.3f} AP50 {r['AP50']:.3f} corr {r['conf_oks_pearson']:.3f}")
     print_table(results)
     write_json(Path(args.out), {"args": vars(args), "config": str(CONFIG.name), "rows": results})
     print(f"written to {args.out}")

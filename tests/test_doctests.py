@@ -5,7 +5,8 @@ import importlib
 import pytest
 
 MODULES = ["rlepose", "rlepose.losses", "rlepose.losses.rle", "rlepose.losses.baselines",
-           "rlepose.losses.calibrated", "rlepose.inference.predictor", "rlepose.inference.loading"]
+           "rlepose.losses.calibrated", "rlepose.inference.predictor", "rlepose.inference.loading",
+           "rlepose.flows.spline"]
 
 
 @pytest.mark.parametrize("name", MODULES)
