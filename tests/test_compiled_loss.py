@@ -84,6 +84,25 @@ def test_a_failed_compilation_warns_once_and_runs_the_loss_eagerly(monkeypatch):
     assert value.item() == ref.item() and all(torch.equal(a, b) for a, b in zip(grads, ref_grads))
 
 
+def test_the_compiled_call_keeps_many_graphs_and_compiles_the_backward_with_the_forward(monkeypatch):
+    """During the compiled call TorchDynamo may keep 64 graphs of it (a process training many
+    losses) and AOTAutograd compiles the backward at once; both settings are restored after."""
+    import torch._functorch.config as functorch_config
+
+    seen = []
+
+    def record(loss, *args):
+        seen.append((torch._dynamo.config.recompile_limit, functorch_config.force_non_lazy_backward_lowering))
+        return loss.value(*args)
+
+    monkeypatch.setattr(compiled, "_compiled", lambda: record)
+    monkeypatch.setattr(compiled, "_failed", {})
+    before = (torch._dynamo.config.recompile_limit, functorch_config.force_non_lazy_backward_lowering)
+    RLELoss(flow=RealNVP(2, hidden_features=8), compile=True)(*_inputs(4, 3)[:3])
+    assert seen == [(max(64, before[0]), True)]
+    assert (torch._dynamo.config.recompile_limit, functorch_config.force_non_lazy_backward_lowering) == before
+
+
 _NO_COMPILER = """
 import warnings, torch
 from rlepose.losses import RLELoss

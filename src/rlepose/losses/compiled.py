@@ -106,15 +106,35 @@ def _is_compiling() -> bool:
     return is_compiling()
 
 
-def _backward_compiled_with_forward():
-    """A context in which AOTAutograd compiles the backward graph with the forward, so that a
-    failure to compile it lands in :func:`compiled_value` too (PyTorch versions without the
-    setting: nothing)."""
-    from torch._functorch import config
+#: settings in force during the compiled call (attribute, value): AOTAutograd compiles the
+#: backward graph with the forward, so that a failure to compile it lands in compiled_value too;
+#: TorchDynamo keeps up to 64 graphs of the one compiled function (every loss class, N·K regime and
+#: warm-up state of a process that trains many losses; its default of 8 would send the rest to
+#: eager). Settings this PyTorch lacks are left out.
+_SETTINGS = (("torch._functorch.config", "force_non_lazy_backward_lowering", True),
+             ("torch._dynamo.config", "recompile_limit", 64))
 
-    if hasattr(config, "force_non_lazy_backward_lowering"):
-        return config.patch(force_non_lazy_backward_lowering=True)
-    return contextlib.nullcontext()
+
+@functools.lru_cache(maxsize=1)
+def _setting_targets() -> tuple:
+    import importlib
+
+    return tuple((importlib.import_module(m), name, value) for m, name, value in _SETTINGS
+                 if hasattr(importlib.import_module(m), name))
+
+
+@contextlib.contextmanager
+def _compile_settings():
+    """:data:`_SETTINGS` for the duration (set and restored directly: a few µs per call; a limit
+    already set higher is kept)."""
+    saved = [(config, name, getattr(config, name)) for config, name, _ in _setting_targets()]
+    for (config, name, value), (_, _, old) in zip(_setting_targets(), saved):
+        setattr(config, name, value if isinstance(value, bool) else max(value, old))
+    try:
+        yield
+    finally:
+        for config, name, old in reversed(saved):
+            setattr(config, name, old)
 
 
 def compiled_value(loss: JointLoss, mu: Tensor, sigma: Tensor, target: Tensor, weight: Tensor) -> Tensor:
@@ -135,7 +155,7 @@ def compiled_value(loss: JointLoss, mu: Tensor, sigma: Tensor, target: Tensor, w
         for t in (mu, sigma, target, weight):
             torch._dynamo.maybe_mark_dynamic(t, 0)
             torch._dynamo.maybe_mark_dynamic(t, 1)
-        with _backward_compiled_with_forward():
+        with _compile_settings():
             return _compiled()(loss, mu, sigma, target, weight)
     except Exception as err:
         value = loss.value(mu, sigma, target, weight)  # an error of the inputs raises here, as eagerly
