@@ -295,7 +295,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
     from rlepose.inference.boundaries import checkpoint_task
 
-    if checkpoint_task(args.checkpoint, args.trust_checkpoint) == "boundaries":
+    if checkpoint_task(args.checkpoint) == "boundaries":
         return _predict_boundaries(args, images, videos)
     if args.model in (SHIPPED_NAME, SHIPPED_ONE_STAGE_NAME) or \
             Path(args.checkpoint).resolve() in (SHIPPED_PATH, SHIPPED_ONE_STAGE_PATH):

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["BOUNDARIES", "BScan", "load_dme", "write_dme_subject", "render_bscan", "render_dme_like",
+__all__ = ["BOUNDARIES", "BScan", "OCTDataError", "load_dme", "write_dme_subject", "render_bscan", "render_dme_like",
            "BoundaryTransform", "BoundaryDataset", "normalized_depth", "pixel_depth"]
 
 #: the 8 boundaries the DME experts traced, top to bottom (inner limiting membrane … Bruch's membrane)

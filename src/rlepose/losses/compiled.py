@@ -28,13 +28,10 @@ import functools
 import logging
 import os
 import warnings
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 import torch
 from torch import Tensor
-
-if TYPE_CHECKING:
-    from rlepose.losses.base import JointLoss
 
 __all__ = ["ENV_VAR", "CompileFallbackWarning", "compile_by_default", "compile_unavailable_reason",
            "compiled_value"]
@@ -46,6 +43,13 @@ log = logging.getLogger(__name__)
 _failed: dict[str, str] = {}  # device type → why compiling failed there (this process)
 _warned: set[str] = set()
 _announced: set[tuple[type, str]] = set()
+
+
+class LossWithValue(Protocol):
+    """What this module runs: a loss with ``value(mu, sigma, target, weight)`` (every
+    :class:`rlepose.losses.base.JointLoss`, which imports this module, not the other way round)."""
+
+    def value(self, mu: Tensor, sigma: Tensor, target: Tensor, weight: Tensor) -> Tensor: ...
 
 
 class CompileFallbackWarning(UserWarning):
@@ -89,7 +93,7 @@ def _warn_once(reason: str) -> None:
                       "warning.", CompileFallbackWarning, stacklevel=4)
 
 
-def _call_value(loss: JointLoss, mu: Tensor, sigma: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+def _call_value(loss: LossWithValue, mu: Tensor, sigma: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     return loss.value(mu, sigma, target, weight)
 
 
@@ -137,7 +141,7 @@ def _compile_settings():
             setattr(config, name, old)
 
 
-def compiled_value(loss: JointLoss, mu: Tensor, sigma: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+def compiled_value(loss: LossWithValue, mu: Tensor, sigma: Tensor, target: Tensor, weight: Tensor) -> Tensor:
     """``loss.value(mu, sigma, target, weight)`` through the compiled graph, or eagerly where
     that cannot work (module docstring). Inputs: (N, K, D) and ``weight`` (N, K) or (N, K, D)."""
     if _is_compiling() or min(mu.shape[:2]) < 2:

@@ -38,8 +38,6 @@ class BoundaryConfig:
 class BoundaryModel(nn.Module):
     """``forward(images (N, 3, H, W))`` → µ̂, σ̂ (N, B · C, 1); :meth:`inference` → depths."""
 
-    inference_outputs = ("depths", "sigma")
-
     def __init__(self, backbone: nn.Module, input_height: int, cfg: BoundaryConfig = BoundaryConfig()) -> None:
         super().__init__()
         if not hasattr(backbone, "forward_pyramid"):
