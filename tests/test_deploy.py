@@ -80,7 +80,7 @@ def test_onnx_runtime_matches_pytorch(tmp_path, head, fixtures):
         assert torch.allclose(kp, kp_t, atol=1e-4) and torch.allclose(conf, conf_t, atol=1e-4)
     image = str(fixtures / "coco/000000000785.jpg")
     boxes = [[280.79, 44.73, 218.7, 346.68]]
-    a = PosePredictor.from_checkpoint(ckpt, backend="torch").predict(image, boxes)[0]
+    a = PosePredictor.from_checkpoint(ckpt, backend="torch", precision="fp32").predict(image, boxes)[0]
     b = PosePredictor.from_checkpoint(ckpt, backend="onnxruntime", onnx_path=onnx_path).predict(image, boxes)[0]
     assert np.abs(a.keypoints - b.keypoints).max() < 0.05  # pixels
     assert np.abs(a.joint_confidence - b.joint_confidence).max() < 1e-4
@@ -331,8 +331,8 @@ def test_compact_checkpoint_is_int8_small_and_predicts_like_the_original(tmp_pat
             assert torch.equal(back[key], w), key
     assert quantized >= 20  # every convolution of the backbone and head
     image = fixtures / "coco/000000000785.jpg"
-    a = PosePredictor.from_checkpoint(ckpt, backend="torch").predict(image)[0]
-    b = PosePredictor.from_checkpoint(small, backend="torch").predict(image)[0]
+    a = PosePredictor.from_checkpoint(ckpt, backend="torch", precision="fp32").predict(image)[0]
+    b = PosePredictor.from_checkpoint(small, backend="torch", precision="fp32").predict(image)[0]
     drift = np.abs(a.keypoints - b.keypoints).max()
     assert drift < 0.5, drift  # pixels on the 640×425 image (measured: 0.01)
 

@@ -132,7 +132,7 @@ def test_onnxruntime_predictor_gets_numpy_batches_and_agrees_with_torch(tmp_path
     ort_predictor.backend.takes_numpy = True
     fast = ort_predictor.predict(image, boxes)
     assert seen == [np.ndarray]
-    ref = PosePredictor.from_checkpoint(path, backend="torch").predict(image, boxes)
+    ref = PosePredictor.from_checkpoint(path, backend="torch", precision="fp32").predict(image, boxes)
     for a, b in zip(fast, ref):
         assert np.abs(a.keypoints - b.keypoints).max() < 1e-2
         assert np.abs(a.joint_confidence - b.joint_confidence).max() < 1e-4
@@ -146,7 +146,7 @@ def test_fast_predictor_agrees_with_the_plain_two_pass_flip_test(tmp_path, head)
     image, boxes = _image_and_boxes()
     crops, matrices = crop_boxes(image, boxes, (64, 48))
     ref = predict_crops(model, crops_to_tensor(crops), COCO_KEYPOINTS.flip_permutation())
-    predictor = PosePredictor.from_checkpoint(path, backend="torch")
+    predictor = PosePredictor.from_checkpoint(path, backend="torch", precision="fp32")
     assert predictor.backend.model.folded_pairs > 0
     kp, conf = predictor._run(crops_to_tensor(crops))
     assert np.abs(kp - ref["keypoints"].numpy()).max() < 1e-4
@@ -204,16 +204,16 @@ def test_weights_cast_once_give_autocast_results_bit_for_bit(tmp_path):
 
 
 def test_a_reduced_precision_picks_the_torch_backend(tmp_path):
-    """The ONNX graph runs in fp32 only: ``auto`` with bf16 takes torch (which then runs in bf16),
-    and asking ONNX Runtime for bf16 is an error rather than a silent fp32 run."""
+    """The ONNX graph runs in fp32 or int8: ``auto`` with bf16 takes torch (which then runs in
+    bf16), and asking ONNX Runtime for bf16 is an error rather than a silent fp32 run."""
     assert choose_backend("auto", device="cpu", precision="bf16") == "torch"
     with pytest.raises(ValueError, match="torch backend"):
         choose_backend("onnxruntime", precision="bf16")
     path, _ = _checkpoint(tmp_path)
     predictor = PosePredictor.from_checkpoint(path, precision="bf16")
     assert predictor.backend_name == "torch" and predictor.backend.precision == "bf16"
-    assert "in bf16" in predictor.describe()
-    assert "in fp32" not in PosePredictor.from_checkpoint(path, backend="torch").describe()
+    assert "in bf16 (asked for)" in predictor.describe()
+    assert "in fp32 (asked for)" in PosePredictor.from_checkpoint(path, backend="torch", precision="fp32").describe()
 
 
 def test_auto_backend_exports_once_and_reuses_the_graph(tmp_path, monkeypatch):
@@ -224,7 +224,7 @@ def test_auto_backend_exports_once_and_reuses_the_graph(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown backend"):
         choose_backend("tensorrt")
     path, model = _checkpoint(tmp_path)
-    predictor = PosePredictor.from_checkpoint(path)
+    predictor = PosePredictor.from_checkpoint(path, precision="fp32")
     assert predictor.backend_name == "onnxruntime" and "onnxruntime" in predictor.describe()
     onnx_file = cached_onnx(path)  # under RLEPOSE_HOME, named by the checkpoint's content
     assert onnx_file.parent == tmp_path / "home" / "onnx" and not path.with_suffix(".onnx").exists()
@@ -232,7 +232,7 @@ def test_auto_backend_exports_once_and_reuses_the_graph(tmp_path, monkeypatch):
     assert cached_onnx(path) == onnx_file and onnx_file.stat().st_mtime_ns == first  # cache hit
     image, boxes = _image_and_boxes()
     a = predictor.predict(image, boxes)
-    b = PosePredictor.from_checkpoint(path, backend="torch").predict(image, boxes)
+    b = PosePredictor.from_checkpoint(path, backend="torch", precision="fp32").predict(image, boxes)
     assert max(np.abs(x.keypoints - y.keypoints).max() for x, y in zip(a, b)) < 1e-2
     # other weights under the same name: another graph; the first stays for the first weights
     state = torch.load(path, weights_only=True)

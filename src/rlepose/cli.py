@@ -359,7 +359,8 @@ def _predictor(args: argparse.Namespace):
 
     return PosePredictor.from_checkpoint(args.checkpoint, flip_test=not args.no_flip, backend=args.backend,
                                          onnx_path=args.onnx, trust=args.trust_checkpoint, device=args.device,
-                                         precision=args.precision, detector=None, box_threshold=args.box_threshold)
+                                         precision=args.precision, detector=None, box_threshold=args.box_threshold,
+                                         calibration=args.calibration)
 
 
 def _predict_videos(args: argparse.Namespace, videos: list[str], detector, predictor) -> int:
@@ -386,8 +387,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     from rlepose.inference.export import export_checkpoint
 
-    path = export_checkpoint(args.checkpoint, args.out, trust=args.trust_checkpoint)
-    print(f"exported the inference graph (no flow, dynamic batch) to {path}")
+    path = export_checkpoint(args.checkpoint, args.out, trust=args.trust_checkpoint, precision=args.precision,
+                             calibration=args.calibration)
+    print(f"exported the {args.precision} inference graph (no flow, dynamic batch) to {path}")
     return 0
 
 
@@ -482,9 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto (default): torch on a CUDA GPU, else ONNX Runtime when installed, else torch")
     pr.add_argument("--onnx", help="ONNX graph for onnxruntime (default: beside the checkpoint, exported on first use)")
     pr.add_argument("--device", help="torch backend: cpu, cuda, cuda:1, … (default: cuda when available)")
-    pr.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
-                    help="autocast precision of the torch backend (chosen for anything but fp32): fp16 on GPUs, "
-                         "bf16 on GPUs and on CPUs with AVX512-BF16/AMX (not bit-exact)")
+    pr.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16", "int8"], default="auto",
+                    help="auto (default): fp16 on a CUDA GPU, bf16 on a CPU with AMX or AVX512-BF16, else fp32 "
+                         "(ONNX Runtime); fp32, bf16, fp16 (GPUs), or int8 (a quantized ONNX graph, on request); "
+                         "the choice is printed with the summary")
+    pr.add_argument("--calibration", help="int8: person crops to calibrate on (a folder of images, each one person, "
+                                          "or a COCO JSON with boxes); default: rendered figures")
     pr.add_argument("--no-flip", action="store_true", help="skip the flip test")
     pr.add_argument("--trust-checkpoint", action="store_true",
                     help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
@@ -495,7 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=["onnx", "compact"], default="onnx",
                     help="onnx: the inference graph; compact: the weights as int8 with per-channel scales "
                          "(a quarter of the size, e.g. to ship a model), loaded like any checkpoint")
-    ex.add_argument("--out", help="default: the checkpoint path with .onnx or .int8.pt")
+    ex.add_argument("--out", help="default: the checkpoint path with .onnx, .int8.onnx or .int8.pt")
+    ex.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                    help="onnx: fp32, or int8 (statically quantized by ONNX Runtime, calibrated on --calibration)")
+    ex.add_argument("--calibration", help="int8: person crops to calibrate on (a folder of images, each one person, "
+                                          "or a COCO JSON with boxes); default: rendered figures")
     ex.add_argument("--trust-checkpoint", action="store_true",
                     help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
     ex.set_defaults(func=cmd_export)

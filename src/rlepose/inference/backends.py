@@ -12,7 +12,6 @@ normalized, joint_confidence (N, K))``, for a one-stage model its dense outputs
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
@@ -20,24 +19,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rlepose.inference.cuda_graphs import BucketedGraphs
+from rlepose.inference.precision import BACKENDS, resolve_precision
+
 __all__ = ["BACKENDS", "choose_backend", "cast_autocast_weights", "TorchBackend", "OnnxBackend"]
 
-BACKENDS = ("auto", "torch", "onnxruntime")
-
-
 def choose_backend(backend: str = "auto", device: str | None = None, precision: str = "fp32") -> str:
-    """``auto`` → ``torch`` on a CUDA device (or when ``device`` names one) or for a
-    ``precision`` other than fp32 (the ONNX graph runs in fp32 only), ``onnxruntime`` when it is
-    installed, ``torch`` otherwise; any other name is checked and returned."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: one of {', '.join(BACKENDS)}")
-    if backend == "onnxruntime" and precision != "fp32":
-        raise ValueError(f"precision {precision!r} needs the torch backend: the ONNX graph runs in fp32")
-    if backend != "auto":
-        return backend
-    if precision != "fp32" or (device or "").startswith("cuda") or (device is None and torch.cuda.is_available()):
-        return "torch"
-    return "onnxruntime" if importlib.util.find_spec("onnxruntime") is not None else "torch"
+    """The backend that runs ``precision`` when ``backend`` is asked for
+    (:func:`rlepose.inference.precision.resolve_precision`)."""
+    return resolve_precision(precision, backend, device).backend
 
 
 def cast_autocast_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
@@ -55,22 +45,26 @@ def cast_autocast_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 class TorchBackend:
-    """Eager PyTorch inference: (N, 3, H, W) normalized crops → (keypoints (N, K, D) normalized,
-    joint_confidence (N, K)) on the CPU.
+    """Eager PyTorch inference: (N, 3, H, W) normalized crops → the model's
+    ``inference_outputs`` (e.g. keypoints (N, K, D) normalized, joint_confidence (N, K)) as
+    float32 tensors on the CPU.
 
     The model is rewritten for inference by :func:`rlepose.models.optimize.optimize_for_inference`
     (the one passed in is untouched). ``precision`` ``"fp16"``/``"bf16"`` runs under
-    ``torch.autocast`` (GPU; bf16 also on CPU, where it is fast on AVX512-BF16/AMX processors:
-    1.8× fp32 on the development machine's, at 0.3 px of a 96×72 crop); ``compile`` wraps it
-    in ``torch.compile``.
+    ``torch.autocast`` with the convolution and linear weights stored in that type (GPUs; bf16
+    also on CPUs with AVX512-BF16/AMX); ``compile`` wraps the model in ``torch.compile``.
+    ``cuda_graphs``: replay CUDA graphs recorded per batch bucket
+    (:class:`rlepose.inference.cuda_graphs.BucketedGraphs`); None → on a CUDA device unless
+    ``compile``.
     """
 
     def __init__(self, model, input_size: tuple[int, int], device: str | torch.device = "cpu",
-                 optimize: bool = True, precision: str = "fp32", compile: bool = False) -> None:
+                 optimize: bool = True, precision: str = "fp32", compile: bool = False,
+                 cuda_graphs: bool | None = None) -> None:
         from rlepose.models.optimize import optimize_for_inference
 
         if precision not in ("fp32", "fp16", "bf16"):
-            raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+            raise ValueError(f"precision must be fp32, fp16 or bf16 on the torch backend, got {precision!r}")
         self.device = torch.device(device)
         model = model.to(self.device).eval()
         probe = torch.zeros(2, 3, *input_size, device=self.device)
@@ -82,16 +76,28 @@ class TorchBackend:
             if not optimize:
                 self.model = copy.deepcopy(model)
             cast_autocast_weights(self.model, self.dtype)
-        self._forward = torch.compile(self.model.inference) if compile else self.model.inference
         self.outputs = tuple(model.inference_outputs)
+        inference = torch.compile(self.model.inference) if compile else self.model.inference
+        self.cuda_graphs = (self.device.type == "cuda" and not compile) if cuda_graphs is None else cuda_graphs
+        if self.cuda_graphs and self.device.type != "cuda":
+            raise ValueError("cuda_graphs needs a CUDA device")
+
+        def forward(images: Tensor) -> tuple[Tensor, ...]:
+            # the weights are cast once above, so autocast's per-call cache is not needed (and
+            # must be off while a CUDA graph records)
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None, cache_enabled=False):
+                out = inference(images)
+            return tuple(out[k] for k in self.outputs)
+
+        self._forward = BucketedGraphs(forward, capture=True) if self.cuda_graphs else forward
 
     def __call__(self, images: Tensor) -> tuple[Tensor, ...]:
         images = images.to(self.device, non_blocking=True)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+        with torch.inference_mode():
             out = self._forward(images)
-        return tuple(out[k].float().cpu() for k in self.outputs)
+        return tuple(o.float().cpu() for o in out)
 
 
 class OnnxBackend:

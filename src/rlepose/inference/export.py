@@ -93,41 +93,75 @@ def checkpoint_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cached_onnx(checkpoint: str | Path, onnx_path: str | Path | None = None, trust: bool = False) -> Path:
-    """The ONNX inference graph of ``checkpoint``, exported on first use.
+def cached_onnx(checkpoint: str | Path, onnx_path: str | Path | None = None, trust: bool = False,
+                precision: str = "fp32", calibration: str | Path | None = None, calibration_count: int = 128) -> Path:
+    """The ONNX inference graph of ``checkpoint``, exported (and for ``precision="int8"``
+    quantized, :mod:`rlepose.inference.quantize`) on first use.
 
     Without ``onnx_path`` the graph lives under ``$RLEPOSE_HOME/onnx/``, named by the sha256 of
-    the checkpoint's bytes: a changed checkpoint gets a new graph, and nothing is written beside
-    the checkpoint (which may be inside an installed package). ``onnx_path``: a graph the user
-    chose; used as it is when it exists, exported there when it does not, never overwritten."""
+    the checkpoint's bytes (and, for int8, by the calibration data: ``calibration``, a folder of
+    person crops or a COCO JSON, None for the embedded renderer's calibration images): a changed
+    checkpoint gets a new graph, and nothing is written beside the checkpoint (which may be inside
+    an installed package). ``onnx_path``: a graph the user chose; used as it is when it exists
+    (it must hold ``precision``), exported there when it does not, never overwritten."""
+    if precision not in ("fp32", "int8"):
+        raise ValueError(f"ONNX graphs are fp32 or int8, not {precision!r}")
     checkpoint = Path(checkpoint)
-    if onnx_path is not None:
-        onnx_path = Path(onnx_path)
-        return onnx_path if onnx_path.is_file() else export_checkpoint(checkpoint, onnx_path, trust=trust)
+    if onnx_path is not None and Path(onnx_path).is_file():
+        held = read_onnx_metadata(onnx_path).get("precision", "fp32")
+        if held != precision:
+            raise ValueError(f"{onnx_path} holds a {held} graph, not {precision}")
+        return Path(onnx_path)
     from rlepose.hub import home
 
     digest = checkpoint_digest(checkpoint)
-    path = home() / "onnx" / f"{checkpoint.stem}-{digest[:16]}.onnx"
-    if path.is_file() and read_onnx_metadata(path).get("sha256") == digest:
-        return path
-    return export_checkpoint(checkpoint, path, trust=trust, extra_metadata={"sha256": digest})
+    cached = home() / "onnx" / f"{checkpoint.stem}-{digest[:16]}.onnx"
+    if precision == "fp32":
+        if onnx_path is not None:
+            return export_checkpoint(checkpoint, onnx_path, trust=trust)
+        if cached.is_file() and read_onnx_metadata(cached).get("sha256") == digest:
+            return cached
+        return export_checkpoint(checkpoint, cached, trust=trust, extra_metadata={"sha256": digest})
+    from rlepose.inference.quantize import calibration_key
+
+    key = calibration_key(calibration, calibration_count)
+    out = Path(onnx_path) if onnx_path is not None else cached.with_name(f"{cached.stem}-int8-{key}.onnx")
+    if out.is_file() and read_onnx_metadata(out).get("calibration") == key:
+        return out
+    return export_checkpoint(checkpoint, out, trust=trust, extra_metadata={"sha256": digest, "calibration": key},
+                             precision="int8", calibration=calibration, calibration_count=calibration_count)
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, trust: bool = False,
-                      extra_metadata: dict | None = None) -> Path:
+                      extra_metadata: dict | None = None, precision: str = "fp32",
+                      calibration: str | Path | None = None, calibration_count: int = 128) -> Path:
     """``rlepose export``: a checkpoint's inference graph to ONNX with what a predictor needs in
     its metadata (input size, keypoint set, config; and ``extra_metadata``), written to a
-    temporary name and renamed."""
+    temporary name and renamed. ``precision="int8"``: quantized after export
+    (:func:`rlepose.inference.quantize.quantize_onnx`) with crops from ``calibration``
+    (:func:`rlepose.inference.quantize.calibration_crops`; None: the embedded renderer's)."""
+    import tempfile
     from dataclasses import asdict
 
     from rlepose.config import config_to_dict
     from rlepose.inference.loading import load_pose_model
 
+    if precision not in ("fp32", "int8"):
+        raise ValueError(f"ONNX graphs are fp32 or int8, not {precision!r}")
     loaded = load_pose_model(checkpoint, trust=trust)
     meta = {"input_size": list(loaded.input_size), "keypoints": asdict(loaded.spec),
             "config": config_to_dict(loaded.config), **(extra_metadata or {})}
-    out = Path(out) if out else Path(checkpoint).with_suffix(".onnx")
-    tmp = out.with_name(out.name + ".part")
-    export_onnx(loaded.model, tmp, loaded.input_size, meta)
-    tmp.replace(out)
-    return out
+    out = Path(out) if out else Path(checkpoint).with_suffix(".onnx" if precision == "fp32" else ".int8.onnx")
+    if precision == "fp32":
+        tmp = out.with_name(out.name + ".part")
+        export_onnx(loaded.model, tmp, loaded.input_size, meta)
+        tmp.replace(out)
+        return out
+    from rlepose.inference.quantize import calibration_crops, calibration_key, quantize_onnx
+
+    meta.setdefault("calibration", calibration_key(calibration, calibration_count))
+    crops = calibration_crops(calibration, loaded.input_size, calibration_count,
+                              whole_images=loaded.config.task == "one_stage")
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(loaded.model, Path(tmp) / "fp32.onnx", loaded.input_size, meta)
+        return quantize_onnx(fp32, out, crops)

@@ -23,8 +23,9 @@ from rlepose.data.io import read_image
 from rlepose.data.keypoints import KeypointSpec
 from rlepose.data.transforms import crop_boxes, crop_to_image, crops_to_array, crops_to_tensor
 from rlepose.evaluation.coco import expected_oks, rescore
-from rlepose.inference.backends import OnnxBackend, TorchBackend, choose_backend
+from rlepose.inference.backends import OnnxBackend, TorchBackend
 from rlepose.inference.flip import with_flip
+from rlepose.inference.precision import PrecisionChoice, resolve_precision
 
 __all__ = ["PoseResult", "PosePredictor"]
 
@@ -64,6 +65,8 @@ class PosePredictor:
 
     #: whether people must be found first (boxes or a detector); a one-stage model finds them itself
     needs_boxes = True
+    #: what runs and why (set by :meth:`from_checkpoint` and :meth:`from_onnx`; None when built directly)
+    precision: PrecisionChoice | None = None
 
     def __init__(self, backend, spec: KeypointSpec, input_size: tuple[int, int], flip_test: bool = True,
                  batch_size: int = 32, backend_name: str = "custom", detector="yolox-s",
@@ -90,51 +93,66 @@ class PosePredictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, flip_test: bool = True, backend: str = "auto",
                         onnx_path: str | Path | None = None, trust: bool = False, device: str | None = None,
-                        precision: str = "fp32", optimize: bool = True, compile: bool = False,
-                        detector="yolox-s", box_threshold: float = 0.3) -> "PosePredictor":
-        """From a training checkpoint. ``backend``: see the module docstring; with
-        ``onnxruntime`` the graph is ``onnx_path`` or exported beside the checkpoint on first use
-        (:func:`cached_onnx`). ``device``, ``precision``, ``optimize``, ``compile``: the ``torch``
-        backend's (see :class:`TorchBackend`). ``detector``: finds people when no boxes are given
-        (a name for :func:`rlepose.inference.detectors.build_detector`, fetched on first use; a callable
-        image → (boxes, scores); or None for the whole image). The checkpoint runs no code when read unless ``trust``
-        (see ``read_checkpoint``). ``box_threshold``: a one-stage model's lowest person probability
-        (:class:`rlepose.inference.one_stage.OneStagePredictor`)."""
-        name = choose_backend(backend, device, precision)
-        if name == "onnxruntime":
+                        precision: str = "auto", optimize: bool = True, compile: bool = False,
+                        detector="yolox-s", box_threshold: float = 0.3,
+                        calibration: str | Path | None = None) -> "PosePredictor":
+        """From a training checkpoint. ``precision`` and ``backend``: ``auto`` runs the fastest the
+        machine has (:func:`rlepose.inference.precision.resolve_precision`: fp16 on a CUDA GPU,
+        bf16 on a CPU with AMX/AVX512-BF16, else fp32 under ONNX Runtime); ``fp32``, ``bf16``,
+        ``fp16`` or ``int8`` ask for one. The ONNX graph (fp32, or int8 quantized with
+        ``calibration`` crops: :func:`rlepose.inference.quantize.calibration_crops`) is ``onnx_path`` or
+        exported on first use and cached (:func:`rlepose.inference.export.cached_onnx`).
+        ``device``, ``optimize``, ``compile``: the ``torch`` backend's (see :class:`TorchBackend`).
+        ``detector``: finds people when no boxes are given (a name for
+        :func:`rlepose.inference.detectors.build_detector`, fetched on first use; a callable
+        image → (boxes, scores); or None for the whole image). The checkpoint runs no code when
+        read unless ``trust`` (see ``read_checkpoint``). ``box_threshold``: a one-stage model's
+        lowest person probability (:class:`rlepose.inference.one_stage.OneStagePredictor`)."""
+        choice = resolve_precision(precision, backend, device)
+        if choice.backend == "onnxruntime":
             from rlepose.inference.export import cached_onnx
 
-            return cls.from_onnx(cached_onnx(path, onnx_path, trust=trust), flip_test, detector=detector,
-                                 box_threshold=box_threshold)
-        from rlepose.inference.loading import load_pose_model
+            graph = cached_onnx(path, onnx_path, trust=trust, precision=choice.precision, calibration=calibration)
+            predictor = cls.from_onnx(graph, flip_test, detector=detector, box_threshold=box_threshold)
+        else:
+            from rlepose.inference.loading import load_pose_model
 
-        loaded = load_pose_model(path, trust=trust)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        runner = TorchBackend(loaded.model, loaded.input_size, device=device, optimize=optimize, precision=precision,
-                              compile=compile)
-        if loaded.config.task == "one_stage":
-            from rlepose.inference.one_stage import OneStagePredictor
-
-            return OneStagePredictor(runner, loaded.spec, loaded.input_size, loaded.config.one_stage, backend_name="torch",
-                                     box_threshold=box_threshold)
-        return cls(runner, loaded.spec, loaded.input_size, flip_test, backend_name="torch", detector=detector,
-                   sigma_confidence=not loaded.model.is_heatmap)
+            loaded = load_pose_model(path, trust=trust)
+            runner = TorchBackend(loaded.model, loaded.input_size, device=choice.device, optimize=optimize,
+                                  precision=choice.precision, compile=compile)
+            predictor = cls._for_model(runner, loaded.spec, loaded.input_size, loaded.config, "torch", flip_test,
+                                       detector, box_threshold)
+        predictor.precision = choice
+        return predictor
 
     @classmethod
     def from_onnx(cls, path: str | Path, flip_test: bool = True, detector="yolox-s",
                   box_threshold: float = 0.3) -> "PosePredictor":
+        """From a graph written by ``rlepose export`` (fp32) or quantized by
+        :func:`rlepose.inference.quantize.quantize_onnx` (int8), run by ONNX Runtime."""
+        from rlepose.config import config_from_dict
+
         backend = OnnxBackend(path)
         meta = backend.metadata
-        if meta.get("config", {}).get("task") == "one_stage":
-            from rlepose.config import config_from_dict
+        predictor = cls._for_model(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"],
+                                   config_from_dict(meta.get("config", {})), "onnxruntime", flip_test, detector,
+                                   box_threshold)
+        precision = meta.get("precision", "fp32")
+        predictor.precision = PrecisionChoice(precision, "onnxruntime", "cpu", f"the graph's ({Path(path).name})")
+        return predictor
+
+    @classmethod
+    def _for_model(cls, runner, spec: KeypointSpec, input_size, config, backend_name: str, flip_test: bool,
+                   detector, box_threshold: float) -> "PosePredictor":
+        """The predictor for ``config``'s task around ``runner``: this class for a top-down model,
+        :class:`rlepose.inference.one_stage.OneStagePredictor` for a one-stage one."""
+        if config.task == "one_stage":
             from rlepose.inference.one_stage import OneStagePredictor
 
-            return OneStagePredictor(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"],
-                                     config_from_dict(meta["config"]).one_stage, backend_name="onnxruntime",
+            return OneStagePredictor(runner, spec, input_size, config.one_stage, backend_name=backend_name,
                                      box_threshold=box_threshold)
-        head = meta.get("config", {}).get("model", {}).get("head")
-        return cls(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"], flip_test,
-                   backend_name="onnxruntime", detector=detector, sigma_confidence=head != "heatmap")
+        return cls(runner, spec, input_size, flip_test, backend_name=backend_name, detector=detector,
+                   sigma_confidence=config.model.head != "heatmap")
 
     @property
     def detector(self):
@@ -146,12 +164,15 @@ class PosePredictor:
         return self._detector
 
     def describe(self) -> str:
-        """One line saying what runs, e.g. for the CLI."""
+        """One line saying what runs and why, e.g. for the CLI's summary: backend, device,
+        precision (with the reason ``auto`` chose it), input size, flip test."""
         where = getattr(self.backend, "device", None)
-        precision = getattr(self.backend, "precision", "fp32")
-        return f"backend {self.backend_name}" + (f" on {where}" if where is not None else "") + \
-            (f" in {precision}" if precision != "fp32" else "") + \
-            f", input {self.input_size[1]}×{self.input_size[0]}, flip test {'on' if self.flip_test else 'off'}"
+        choice = self.precision
+        precision = choice.precision if choice else getattr(self.backend, "precision", "fp32")
+        why = f" ({choice.reason})" if choice else ""
+        return (f"backend {self.backend_name}" + (f" on {where}" if where is not None else "")
+                + f" in {precision}{why}, input {self.input_size[1]}×{self.input_size[0]}, "
+                f"flip test {'on' if self.flip_test else 'off'}")
 
     def _backend_outputs(self, images) -> dict[str, Tensor]:
         keypoints, joint_confidence = self.backend(images)
