@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import time
 from pathlib import Path
 
 import torch
@@ -156,3 +157,47 @@ def run_rows(rows: dict, train_row, metrics: tuple[str, ...], args, config: str,
             write_json(Path(args.out), {"args": vars(args), "config": config, "rows": [*results, partial]})
         results.append(partial)
     return results
+
+
+def timed_calls(fn, repeats: int, warmup: int = 2) -> list[float]:
+    """Seconds of each of ``repeats`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def median_time(fn, repeats: int, warmup: int = 2) -> float:
+    return statistics.median(timed_calls(fn, repeats, warmup))
+
+
+def interleaved_medians(fns: dict, rounds: int, per_block: int, warmup: int = 2, pause: float = 0.2) -> dict:
+    """Median seconds per call of each function, timed in ``rounds`` rounds of one block per
+    function (``warmup`` untimed calls, then ``per_block`` timed ones, then a pause that lets the
+    runtime's idle threads stop spinning), so that a slow spell of the machine falls on every
+    function alike instead of on whichever ran then."""
+    samples = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name] += timed_calls(fn, per_block, warmup)
+            time.sleep(pause)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def random_checkpoint(backbone: str, input_size: tuple[int, int], path: Path, seed: int = 0):
+    """A checkpoint that every rlepose command loads: a regression model on ``backbone`` with
+    random weights (for timing) at ``input_size``, saved to ``path``. Returns (path, the model
+    in eval mode)."""
+    from rlepose.config import config_from_dict, config_to_dict
+    from rlepose.training.module import PoseModule
+
+    torch.manual_seed(seed)
+    cfg = config_from_dict({"name": "bench", "model": {"backbone": backbone},
+                            "transform": {"input_size": list(input_size)}})
+    module = PoseModule.from_config(cfg)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"config": config_to_dict(cfg)}}, path)
+    return path, module.model.eval()

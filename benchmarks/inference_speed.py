@@ -14,8 +14,9 @@ detector + pose on a photo and a video; all in one run on one machine.
   square matmul, so a fraction above 100% is possible and is printed as measured.
 * Predictor end to end on a 640×480 image with 1 and 32 person boxes, flip test on: the
   previous predictor (per-box transform, original and flipped crops in two separate runs,
-  plain eager model) against today's ``PosePredictor`` on each backend, and with the opt-in
-  ``precision="bf16"`` (not bit-exact; its accuracy is measured by ``benchmarks/precision.py``).
+  plain eager model) against today's ``PosePredictor`` on each backend in fp32, and in bf16
+  (``auto`` on processors with AVX512-BF16/AMX; fp32, bf16 and int8 with their accuracy:
+  ``benchmarks/precision.py``).
 * Person detector (HOG always; the YOLOX-s architecture with random weights, exported here by
   ``benchmarks/yolox_arch.py`` because the published weights cannot be downloaded offline;
   ``--detector`` adds e.g. the real YOLOX .onnx) + ResNet-50 RLE on a 640×480 photo with one
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import interleaved_medians, median_time, random_checkpoint
 from rlepose.inference.predictor import PosePredictor
 from rlepose.inference.backends import TorchBackend
 from rlepose.data.keypoints import COCO_KEYPOINTS
@@ -58,35 +60,6 @@ PAPER_TABLE5 = {"regression": {"params": 23.6e6, "gflops": 4.0, "head_gflops": 0
 MMPOSE_OVER_PREVIOUS = {"people_s_32": 7.9 / 7.1, "latency_ms_1": 101.0 / 94.0}
 INPUT = (256, 192)
 MODEL_NAMES = {"resnet50": "ResNet-50", "mobilenet_v2": "MobileNetV2"}
-
-
-def timed_calls(fn, repeats: int, warmup: int = 2) -> list[float]:
-    """Seconds of each of ``repeats`` calls, after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return samples
-
-
-def median_time(fn, repeats: int, warmup: int = 2) -> float:
-    return statistics.median(timed_calls(fn, repeats, warmup))
-
-
-def interleaved_medians(fns: dict, rounds: int, per_block: int, warmup: int = 2, pause: float = 0.2) -> dict:
-    """Median seconds per call of each function, timed in ``rounds`` rounds of one block per
-    function (``warmup`` untimed calls, then ``per_block`` timed ones, then a pause that lets the
-    runtime's idle threads stop spinning), so that a slow spell of the machine falls on every
-    function alike instead of on whichever ran then."""
-    samples = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            samples[name] += timed_calls(fn, per_block, warmup)
-            time.sleep(pause)
-    return {name: statistics.median(v) for name, v in samples.items()}
 
 
 def matmul_peak(repeats: int, n: int = 2048) -> float:
@@ -149,27 +122,17 @@ def network_rows(args, peak: float, tmp: Path) -> list[dict]:
 
 
 def predictor_rows(args, tmp: Path) -> list[dict]:
-    torch.manual_seed(0)
-    model = build_pose_model(ModelConfig("resnet50", "regression")).eval()
+    ckpt, model = random_checkpoint("resnet50", INPUT, tmp / "reg.ckpt")
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
     xy = rng.uniform([0, 0], [540, 280], (32, 2))
     boxes32 = np.concatenate([xy, rng.uniform([40, 100], [100, 200], (32, 2))], 1)
-    ckpt = tmp / "reg.ckpt"
-    from rlepose.config import config_from_dict, config_to_dict
-
-    cfg = config_from_dict({"name": "bench", "model": {"backbone": "resnet50"}, "transform": {"input_size": list(INPUT)}})
-    state = {f"model.{k}": v for k, v in model.state_dict().items()}
-    from rlepose.training.module import PoseModule
-
-    module = PoseModule.from_config(cfg)
-    state.update({k: v for k, v in module.state_dict().items() if not k.startswith("model.")})
-    torch.save({"state_dict": state, "hyper_parameters": {"config": config_to_dict(cfg)}}, ckpt)
+    # fp32 on both backends; bf16 (what `auto` runs on AVX512-BF16/AMX processors) and int8 are
+    # compared, with their accuracy, by benchmarks/precision.py
     runs = {"previous predictor": previous_predictor(model),
-            "PosePredictor torch": PosePredictor.from_checkpoint(ckpt, backend="torch").predict,
+            "PosePredictor torch": PosePredictor.from_checkpoint(ckpt, backend="torch", precision="fp32").predict,
             "PosePredictor onnxruntime": PosePredictor.from_checkpoint(ckpt, backend="onnxruntime").predict,
-            # opt-in, not bit-exact (bf16 autocast; fast on AVX512-BF16/AMX processors): accuracy in benchmarks/precision.py
-            "PosePredictor torch bf16 (opt-in)": PosePredictor.from_checkpoint(ckpt, precision="bf16").predict}
+            "PosePredictor torch bf16": PosePredictor.from_checkpoint(ckpt, precision="bf16").predict}
     # Blocks, not single calls in turns: ONNX Runtime's and torch's idle threads spin for a while
     # after each call and would slow whichever runs next (a run timed call by call put the previous
     # predictor at 146 ms instead of 101–115). The one-person latency, the noisiest ratio quoted,
@@ -188,6 +151,34 @@ def predictor_rows(args, tmp: Path) -> list[dict]:
         r["speedup_vs_mmpose_32"] = r["people_s_32"] / mmpose["people_s_32"]
         r["speedup_vs_mmpose_1"] = mmpose["latency_ms_1"] / r["latency_ms_1"]
     return rows + [mmpose], ckpt
+
+
+def device_rows(backbone: str, input_size: tuple[int, int], device: str, batch: int, repeats: int) -> list[dict]:
+    """The network alone through :class:`TorchBackend` on ``device``, random weights: per
+    precision (fp32, fp16, bf16; one this build or device cannot run is left out) and, on a CUDA
+    device, with and without CUDA graphs: ms per call at batch 1 and crops/s at ``batch``, the
+    crops coming from host memory as the predictor sends them and (GPU) already on the device."""
+    torch.manual_seed(0)
+    model = build_pose_model(ModelConfig(backbone, "regression")).eval()
+    images = torch.randn(batch, 3, *input_size)
+    cuda = device.startswith("cuda")
+    rows = []
+    for precision in ("fp32", "fp16", "bf16"):
+        for graphs in ((False, True) if cuda else (False,)):
+            backend = TorchBackend(model, input_size, device=device, precision=precision, cuda_graphs=graphs)
+            try:
+                backend(images[:1])
+            except RuntimeError as err:  # e.g. fp16 autocast on a CPU build without it
+                print(f"{precision}: not run on {device} ({str(err).splitlines()[0]})")
+                break
+            row = {"precision": precision, "cuda_graphs": graphs,
+                   "ms_batch1": 1e3 * median_time(lambda: backend(images[:1]), 5 * repeats),
+                   "crops_per_s": batch / median_time(lambda: backend(images), repeats, warmup=1)}
+            if cuda:
+                there = images.to(device)
+                row["crops_per_s_on_device"] = batch / median_time(lambda: backend(there), repeats, warmup=1)
+            rows.append(row)
+    return rows
 
 
 def photo_rows(args, tmp: Path, ckpt: Path) -> list[dict]:
@@ -215,7 +206,7 @@ def photo_rows(args, tmp: Path, ckpt: Path) -> list[dict]:
     writer.release()
     rows = []
     for backend in ("torch", "onnxruntime"):
-        predictor = PosePredictor.from_checkpoint(ckpt, backend=backend, detector=None)
+        predictor = PosePredictor.from_checkpoint(ckpt, backend=backend, precision="fp32", detector=None)
         pose_ms = 1e3 * median_time(lambda: predictor.predict(photo, person), args.repeats)
         for name, detector in detectors.items():
             det_ms = 1e3 * median_time(lambda: detector(photo), args.repeats)
@@ -234,7 +225,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--out", default="benchmarks/results/inference_speed.json")
+    parser.add_argument("--out", help="default: benchmarks/results/inference_speed.json "
+                                      "(inference_speed_gpu.json with --device cuda)")
     parser.add_argument("--compile", action="store_true",
                         help="also time the optimized eager path under torch.compile (ResNet-50 regression; "
                              "compiling takes minutes on a CPU)")
@@ -243,7 +235,14 @@ def main() -> None:
     parser.add_argument("--yolox-arch", default="yolox-s", choices=["none", "yolox-tiny", "yolox-s", "yolox-m",
                                                                      "yolox-l", "yolox-x"],
                         help="time this YOLOX architecture with random weights (default yolox-s; see yolox_arch.py)")
+    parser.add_argument("--device", default="cpu",
+                        help="cuda: time ResNet-50 on the GPU instead (batch-1 latency, crops/s at --batch, "
+                             "fp32/fp16/bf16 with and without CUDA graphs), written to --out")
     args = parser.parse_args()
+    if args.device != "cpu":
+        args.out = args.out or "benchmarks/results/inference_speed_gpu.json"
+        return gpu_main(args)
+    args.out = args.out or "benchmarks/results/inference_speed.json"
     torch.manual_seed(0)
     peak = matmul_peak(args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
@@ -298,6 +297,25 @@ def main() -> None:
     out = write_json(args.out, {"threads": torch.get_num_threads(), "batch": args.batch, "photos": photos,
                                 "matmul_peak_gflops": peak / 1e9, "rows": rows, "predictors": predictors,
                                 "mmpose_over_previous": MMPOSE_OVER_PREVIOUS, "ratios": ratios}, indent=2)
+    print(f"written to {out}")
+
+
+GPU_GOALS = {"ms_batch1": 2.0, "crops_per_s_256": 25_000}  # ResNet-50 256×192 on an H100/H200 (issue 47)
+
+
+def gpu_main(args) -> None:
+    """``--device cuda``: the network on the GPU, the predictor's default (fp16 + CUDA graphs) and the rest."""
+    from common import device_name
+
+    rows = device_rows("resnet50", INPUT, args.device, args.batch, args.repeats)
+    print(f"ResNet-50 regression 256×192 on {device_name()}, random weights (goals: ≤ {GPU_GOALS['ms_batch1']} ms at "
+          f"batch 1, ≥ {GPU_GOALS['crops_per_s_256']} crops/s at 256)")
+    print(f"{'precision':>9} {'graphs':>7} {'ms b=1':>8} {f'crops/s b={args.batch}':>15} {'(on device)':>12}")
+    for r in rows:
+        print(f"{r['precision']:>9} {str(r['cuda_graphs']):>7} {r['ms_batch1']:8.2f} {r['crops_per_s']:15.0f} "
+              f"{r.get('crops_per_s_on_device', float('nan')):12.0f}")
+    out = write_json(args.out, {"device": args.device, "device_name": device_name(), "batch": args.batch,
+                                "default": "fp16 + CUDA graphs", "goals": GPU_GOALS, "gpu_rows": rows}, indent=2)
     print(f"written to {out}")
 
 

@@ -124,6 +124,43 @@ def oct_table(name: str, data: dict) -> list[str]:
     return lines
 
 
+def precision_table(name: str, data: dict) -> list[str]:
+    """``benchmarks/precision.py``: fp32, bf16 and int8 inference, accuracy and speed in one run."""
+    auto = data["auto"]
+    lines = [f"## {name}", "", f"`benchmarks/precision.py` — {data['cpu']}, {data['threads']} threads, bfloat16 "
+             f"arithmetic: {data['cpu_bf16']}; `auto` here: **{auto['precision']} on {auto['backend']}** "
+             f"({auto['reason']}). AP: COCO AP by pycocotools on the held-out crops (true boxes), flip test on; "
+             "speed: people/s through `PosePredictor` on a 640×480 image, crops and decoding included", "",
+             "| model | precision | backend | AP | ΔAP | max Δ px | 1 person | people/s at 32 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    reference = {}
+    for r in data["rows"] + data["speed_rows"]:
+        key = (r["model"], r["precision"], r["backend"])
+        if "AP" in r:
+            reference.setdefault(r["model"], r["AP"])  # the first row of a model is its fp32 reference
+        ap = (f"{100 * r['AP']:.2f} | {100 * (r['AP'] - reference[r['model']]):+.2f} | {r['max_abs_diff_px']:.2f}"
+              if "AP" in r else "— | — | —")
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {ap} | {r['latency_ms_1']:.1f} ms | {r['people_s_32']:.1f} |")
+    goals, verdicts = data["goals"], []
+    by = {(r["model"], r["precision"], r["backend"]): r for r in data["rows"] + data["speed_rows"]}
+    for r in data["rows"]:
+        if r["precision"] in ("bf16", "int8"):
+            drop = reference[r["model"]] - r["AP"]
+            limit = goals[f"{r['precision']}_ap_drop"]
+            verdicts.append(f"{r['precision']} AP within {limit} of fp32 ({r['model']}): "
+                            f"{'yes' if drop <= limit else 'no'} ({-drop:+.4f})")
+    for model in dict.fromkeys(r["model"] for r in data["rows"] + data["speed_rows"]):
+        base = by.get((model, "fp32", "onnxruntime"))
+        for (precision, backend), goal in ((("int8", "onnxruntime"), goals["int8_over_fp32_32"]),
+                                            (("fp32", "torch"), goals["torch_fp32_over_onnxruntime_32"])):
+            r = by.get((model, precision, backend))
+            if base and r:
+                ratio = r["people_s_32"] / base["people_s_32"]
+                verdicts.append(f"{precision} {backend} at 32 people ≥ {goal}× fp32 ONNX Runtime ({model}): "
+                                f"{'yes' if ratio >= goal else 'no'} ({ratio:.3f}×)")
+    return lines + [""] + [f"- {v}" for v in verdicts]
+
+
 def lifting_table(name: str, data: dict) -> list[str]:
     lines = [f"## {name}", "", f"`benchmarks/lifting.py` on {data['data']}, {data['args']['epochs']} epochs", "",
              "| row | loss | seeds | MPJPE (mm) | PA-MPJPE (mm) | σ̂/\\|err\\| | paper MPJPE | device |",
@@ -208,6 +245,8 @@ def section(path: Path) -> list[str]:
         return toy_table(name, data)
     if name.startswith("calibration"):
         return calibration_table(name, data)
+    if name.startswith("precision") and "goals" in data:
+        return precision_table(name, data)
     return generic_table(name, data)
 
 

@@ -39,7 +39,7 @@ def test_inference_speed_small(tmp_path):
         (d, b) for d in ("hog", "yolox-tiny (arch.)") for b in ("torch", "onnxruntime")}
     assert all(p["photo_ms"] > p["pose_ms"] > 0 and p["video_fps"] > 0 for p in data["photos"])
     assert [p["predictor"] for p in data["predictors"]] == [
-        "previous predictor", "PosePredictor torch", "PosePredictor onnxruntime", "PosePredictor torch bf16 (opt-in)",
+        "previous predictor", "PosePredictor torch", "PosePredictor onnxruntime", "PosePredictor torch bf16",
         "MMPose inference_topdown (carried over)"]
 
 
@@ -49,7 +49,7 @@ def test_interleaved_medians_time_each_function_in_rounds_of_blocks():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import time
 
-    from inference_speed import interleaved_medians
+    from common import interleaved_medians
 
     calls = []
     fns = {"a": lambda: calls.append("a") or time.sleep(0.002), "b": lambda: calls.append("b") or time.sleep(0.02)}
@@ -235,12 +235,14 @@ def test_paired_compares_seeds_run_on_one_device_only(tmp_path):
     assert len(json.loads(out.read_text())["pairs"]) == 3
 
 
-def test_precision_benchmark_compares_autocast_with_fp32(tmp_path, fixtures):
-    """precision.py on the CPU (bf16 autocast; fp16 where this build has it): fp32 is its own
-    reference, the others stay within a pixel, and AP comes from the checkpoint's own val split."""
+def test_precision_benchmark_compares_every_precision_with_fp32(tmp_path, fixtures):
+    """precision.py on the CPU with a checkpoint of one's own: fp32 on ONNX Runtime is the
+    reference, fp32 PyTorch agrees with it, bf16 and int8 stay within a few pixels of the crop,
+    AP comes from the checkpoint's own val split, and every row has people/s at 1 and 32."""
     import torch
 
     from rlepose.config import config_from_dict, config_to_dict
+    from rlepose.inference.precision import resolve_precision
     from rlepose.training.module import PoseModule
 
     torch.manual_seed(0)
@@ -253,18 +255,23 @@ def test_precision_benchmark_compares_autocast_with_fp32(tmp_path, fixtures):
     ckpt = tmp_path / "p.ckpt"
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": {"config": config_to_dict(cfg)}}, ckpt)
     out = tmp_path / "precision.json"
-    run_script("precision.py", str(ckpt), "--device", "cpu", "--batch", "4", "--repeats", "1", "--trust-checkpoint",
-               "--out", str(out))
-    rows = {r["precision"]: r for r in json.loads(out.read_text())["rows"]}
-    assert rows["fp32"]["max_abs_diff"] == 0 and "bf16" in rows
+    run_script("precision.py", str(ckpt), "--device", "cpu", "--repeats", "1", "--trust-checkpoint",
+               "--speed-backbone", "none", "--out", str(out))
+    result = json.loads(out.read_text())
+    rows = {(r["precision"], r["backend"]): r for r in result["rows"]}
+    assert list(rows) == [("fp32", "onnxruntime"), ("fp32", "torch"), ("bf16", "torch"), ("int8", "onnxruntime")]
+    assert rows["fp32", "onnxruntime"]["max_abs_diff_px"] == 0 and rows["fp32", "torch"]["max_abs_diff_px"] < 0.05
     for r in rows.values():
-        assert 0 <= r["AP"] <= 1 and r["crops_per_s"] > 0
-        assert r["max_abs_diff_px"] < 1.0 and r["mean_abs_diff"] <= r["max_abs_diff"]
+        assert 0 <= r["AP"] <= 1 and r["people_s_32"] > 0 and r["latency_ms_1"] > 0
+        assert r["max_abs_diff_px"] < 8 and r["mean_abs_diff_px"] <= r["max_abs_diff_px"]
+    auto = resolve_precision(device="cpu")
+    assert result["auto"] == {"precision": auto.precision, "backend": auto.backend, "reason": auto.reason}
+    assert result["speed_rows"] == [] and "int8_onnxruntime_over_fp32_onnxruntime_32[p.ckpt]" in result["ratios"]
 
 
 def test_precision_speed_only_times_a_random_model(tmp_path):
     """--speed-only: no checkpoint and no accuracy columns, one row per precision this build runs
-    on the CPU (fp32 and bf16 at least), each with a batch-1 time and a throughput."""
+    on the CPU (fp32 and bf16 at least; no CUDA graphs there), each with a batch-1 time and a throughput."""
     out = tmp_path / "speed.json"
     run_script("precision.py", "--speed-only", "resnet18", "--input", "64", "48", "--device", "cpu",
                "--batch", "2", "--repeats", "1", "--out", str(out))
@@ -273,6 +280,24 @@ def test_precision_speed_only_times_a_random_model(tmp_path):
     assert result["input"] == [64, 48] and {"fp32", "bf16"} <= set(rows)
     for r in rows.values():
         assert r["ms_batch1"] > 0 and r["crops_per_s"] > 0 and "AP" not in r and "crops_per_s_on_device" not in r
+        assert r["cuda_graphs"] is False
+
+
+def test_gpu_table_of_inference_speed_runs_its_rows(tmp_path):
+    """inference_speed.py --device cuda's table (batch-1 ms, crops/s), run here on the CPU, where
+    CUDA graphs do not exist: one row per precision, the JSON with its goals."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import argparse
+
+        from inference_speed import GPU_GOALS, gpu_main
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "gpu.json"
+    gpu_main(argparse.Namespace(device="cpu", batch=2, repeats=1, out=str(out)))
+    data = json.loads(out.read_text())
+    assert data["goals"] == GPU_GOALS and {r["precision"] for r in data["gpu_rows"]} >= {"fp32", "bf16"}
+    assert all(r["ms_batch1"] > 0 and r["crops_per_s"] > 0 for r in data["gpu_rows"])
 
 
 def test_benchmark_readme_is_generated_from_the_json():

@@ -100,13 +100,25 @@ def draw_examples(checkpoint: str | Path, data_dir: Path, out_file: Path, count:
 SHIPPED_MODEL = SHIPPED_PATH
 
 
+def shipped_eval_config(out_dir: Path, checkpoint: str | Path = SHIPPED_MODEL, val_images: int = 300) -> ExperimentConfig:
+    """The config that evaluates a demo-trained ``checkpoint`` (the shipped model by default)
+    on ``val_images`` embedded held-out images, rendered under ``out_dir/data``."""
+    from rlepose.models.checkpoint import read_checkpoint
+
+    write_splits(Path(out_dir) / "data", 0, val_images)
+    stored = read_checkpoint(checkpoint)["hyper_parameters"]["config"]
+    model = stored["model"]
+    return demo_config(Path(out_dir), seed=0, backbone=model["backbone"], head=model["head"],
+                       deconv_channels=model["deconv_channels"], input_size=tuple(stored["transform"]["input_size"]),
+                       augmentation=SHORT_SCHEDULE_AUGMENTATION, name="shipped")
+
+
 def run_shipped_demo(out_dir: str | Path = "outputs/demo", val_images: int = 300,
                      checkpoint: str | Path = SHIPPED_MODEL) -> dict:
     """Render the held-out images only, evaluate the shipped model on them (COCO AP by
     pycocotools, confidence/OKS) and draw; returns the metrics and the paths written."""
     import time
 
-    from rlepose.models.checkpoint import read_checkpoint
     from rlepose.training.run import evaluate
 
     out_dir = Path(out_dir)
@@ -114,12 +126,7 @@ def run_shipped_demo(out_dir: str | Path = "outputs/demo", val_images: int = 300
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"the shipped demo model is missing ({checkpoint}); `rlepose demo --train` trains one")
-    write_splits(out_dir / "data", 0, val_images)
-    stored = read_checkpoint(checkpoint)["hyper_parameters"]["config"]
-    model = stored["model"]
-    cfg = demo_config(out_dir, seed=0, backbone=model["backbone"], head=model["head"],
-                      deconv_channels=model["deconv_channels"], input_size=tuple(stored["transform"]["input_size"]),
-                      augmentation=SHORT_SCHEDULE_AUGMENTATION, name="shipped")
+    cfg = shipped_eval_config(out_dir, checkpoint, val_images)
     write_json(out_dir / "config.json", config_to_dict(cfg), indent=2)  # for `rlepose analyze … --config`
     logging.getLogger("lightning").setLevel(logging.ERROR)
     metrics = evaluate(cfg, checkpoint, enable_progress_bar=False, enable_model_summary=False)

@@ -82,13 +82,14 @@ class PosePredictor:
 
     @classmethod
     def from_pretrained(cls, name: str, flip_test: bool = True, backend: str = "auto",
-                        detector="yolox-s") -> "PosePredictor":
+                        detector="yolox-s", precision: str = "auto") -> "PosePredictor":
         """A published model by name (``rlepose models`` lists them), downloaded, checked and
-        converted on first use and cached under ``$RLEPOSE_HOME`` (see :mod:`rlepose.hub`)."""
+        converted on first use and cached under ``$RLEPOSE_HOME`` (see :mod:`rlepose.hub`);
+        ``backend``, ``precision``: as in :meth:`from_checkpoint`."""
         from rlepose.hub import pretrained_checkpoint
 
         return cls.from_checkpoint(pretrained_checkpoint(name), flip_test=flip_test, backend=backend,
-                                   detector=detector)
+                                   detector=detector, precision=precision)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, flip_test: bool = True, backend: str = "auto",
