@@ -230,6 +230,12 @@ def test_batches_are_padded_to_buckets_and_cut_back():
     assert seen == [4] and torch.equal(three, torch.full((3, 5, 1), 2.0))
     with pytest.raises(ValueError, match="positive"):
         BucketedGraphs(fn, buckets=(0, 4))
+    # the padded batch keeps the channels-last layout the backend feeds (what a graph records)
+    layouts = []
+    keeps = BucketedGraphs(lambda x: layouts.append(x.is_contiguous(memory_format=torch.channels_last)) or x,
+                           buckets=(4,), capture=False)
+    keeps(torch.randn(3, 3, 8, 6).contiguous(memory_format=torch.channels_last))
+    assert layouts == [True]
 
 
 def test_cuda_graphs_need_a_cuda_device(tmp_path):

@@ -53,6 +53,8 @@ class BucketedGraphs:
         n = len(x)
         size = self.bucket(max(n, 1))
         padded = x if size == n else torch.cat([x, x.new_zeros((size - n, *x.shape[1:]))])
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            padded = padded.contiguous(memory_format=torch.channels_last)  # cat may give the default layout
         capture = self.capture if self.capture is not None else x.is_cuda
         out = self._replay(padded) if capture else _as_tuple(self.fn(padded))
         return tuple(o[:n].clone() if capture else o[:n] for o in out)
