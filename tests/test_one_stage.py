@@ -17,8 +17,8 @@ from rlepose.data.whole_image import (ImagePeople, WholeImageDataset, WholeImage
                                       load_coco_images)
 from rlepose.evaluation.coco import oks, oks_nms, rescore, rescore_many
 from rlepose.evaluation.evaluators import OneStageCocoEvaluator
-from rlepose.inference.one_stage import OneStagePredictor, decode_people, people_to_image
-from rlepose.inference.predictor import PosePredictor
+from rlepose.inference.one_stage import decode_people, people_to_image
+from rlepose.inference.predictor import OneStagePredictor, PosePredictor
 from rlepose.losses import L1Loss
 from rlepose.losses.one_stage import assign_locations, giou_loss, one_stage_loss, sigmoid_focal_loss
 from rlepose.models.one_stage import OneStageConfig, build_one_stage_model

@@ -12,56 +12,32 @@ graph (exported and cached on first use), ``torch`` the model eagerly; ``auto`` 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from rlepose.data.io import read_image
 from rlepose.data.keypoints import KeypointSpec
 from rlepose.data.transforms import crop_boxes, crop_to_image, crops_to_array, crops_to_tensor
 from rlepose.evaluation.coco import expected_oks, rescore
+from rlepose.models.one_stage import OneStageConfig
 from rlepose.inference.backends import OnnxBackend, TorchBackend
 from rlepose.inference.flip import with_flip
+from rlepose.inference.one_stage import ONE_STAGE_OUTPUTS, decode_people, people_to_image
 from rlepose.inference.precision import PrecisionChoice, resolve_precision
+from rlepose.inference.results import PoseResult
 
-__all__ = ["PoseResult", "PosePredictor"]
+__all__ = ["PoseResult", "PosePredictor", "OneStagePredictor"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PoseResult:
-    """One person: ``bbox`` (x, y, w, h) image pixels, ``keypoints`` (K, 2) image pixels,
-    ``joint_confidence`` (K,) (``1 − mean_d σ̂``), ``score`` (box score × mean joint confidence
-    above 0.2, as in COCO evaluation), ``box_score`` (the detector's, 1 for given boxes) and
-    ``expected_oks``: the OKS the model expects its pose to have, from σ̂ (the box's area as the
-    object's; :func:`rlepose.evaluation.coco.expected_oks`), None for heatmap models."""
-
-    bbox: list[float]
-    keypoints: np.ndarray
-    joint_confidence: np.ndarray
-    score: float
-    box_score: float = 1.0
-    expected_oks: float | None = None
-
-    def to_coco(self, image_id) -> dict:
-        """The COCO keypoint-results record of this person in image ``image_id``."""
-        flat = np.concatenate([self.keypoints[:, :2], self.joint_confidence[:, None]], 1).ravel()
-        out = {"image_id": image_id, "category_id": 1, "keypoints": [float(v) for v in flat],
-               "score": float(self.score), "bbox": [float(v) for v in self.bbox]}
-        if self.expected_oks is not None:
-            out["expected_oks"] = float(self.expected_oks)
-        return out
 
 
 class PosePredictor:
     """Top-down inference on whole images: crop each box, run the model with the flip test in
     the same batch, map back to image pixels, score each person as in evaluation.
     :meth:`from_checkpoint` and :meth:`from_onnx` give a
-    :class:`rlepose.inference.one_stage.OneStagePredictor` for a one-stage model."""
+    :class:`OneStagePredictor` for a one-stage model."""
 
     #: whether people must be found first (boxes or a detector); a one-stage model finds them itself
     needs_boxes = True
@@ -108,7 +84,7 @@ class PosePredictor:
         :func:`rlepose.inference.detectors.build_detector`, fetched on first use; a callable
         image → (boxes, scores); or None for the whole image). The checkpoint runs no code when
         read unless ``trust`` (see ``read_checkpoint``). ``box_threshold``: a one-stage model's
-        lowest person probability (:class:`rlepose.inference.one_stage.OneStagePredictor`)."""
+        lowest person probability (:class:`OneStagePredictor`)."""
         choice = resolve_precision(precision, backend, device)
         if choice.backend == "onnxruntime":
             from rlepose.inference.export import cached_onnx
@@ -146,10 +122,8 @@ class PosePredictor:
     def _for_model(cls, runner, spec: KeypointSpec, input_size, config, backend_name: str, flip_test: bool,
                    detector, box_threshold: float) -> "PosePredictor":
         """The predictor for ``config``'s task around ``runner``: this class for a top-down model,
-        :class:`rlepose.inference.one_stage.OneStagePredictor` for a one-stage one."""
+        :class:`OneStagePredictor` for a one-stage one."""
         if config.task == "one_stage":
-            from rlepose.inference.one_stage import OneStagePredictor
-
             return OneStagePredictor(runner, spec, input_size, config.one_stage, backend_name=backend_name,
                                      box_threshold=box_threshold)
         return cls(runner, spec, input_size, flip_test, backend_name=backend_name, detector=detector,
@@ -256,3 +230,72 @@ class PosePredictor:
             if len(boxes) == 0:
                 return []
         return self.predict(image, boxes, box_scores)
+
+
+class OneStagePredictor(PosePredictor):
+    """:class:`PosePredictor` for a one-stage model: every person of an image from one pass over
+    the whole (letterboxed) image; no detector and no boxes. Results are :class:`PoseResult`\\ s
+    with the predicted box, the rescored ``score``, the person probability as ``box_score`` and
+    the expected OKS from σ̂ (the predicted box's area as the object's). People whose probability
+    is below ``box_threshold`` are left out (the role of a detector's box threshold; evaluation
+    keeps down to ``cfg.score_threshold``). No flip test."""
+
+    def __init__(self, backend, spec, input_size: tuple[int, int], cfg: OneStageConfig = OneStageConfig(),
+                 batch_size: int = 8, backend_name: str = "custom", box_threshold: float = 0.3) -> None:
+        super().__init__(backend, spec, input_size, flip_test=False, batch_size=batch_size, backend_name=backend_name,
+                         detector=None)
+        self.cfg = cfg
+        self.box_threshold = box_threshold
+
+    needs_boxes = False
+
+    def describe(self) -> str:
+        return super().describe().replace(", flip test off", "") + ", one-stage (no detector)"
+
+    def dense(self, images: list[np.ndarray]) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+        """The model's dense outputs (one dict per image, :data:`ONE_STAGE_OUTPUTS`) and the
+        letterbox matrices (N, 2, 3) of RGB ``images``."""
+        crops, matrices = [], []
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+            h, w = image.shape[:2]
+            c, m = crop_boxes(image, np.array([[0.0, 0.0, w, h]]), self.input_size, padding=1.0)
+            crops.append(c)
+            matrices.append(m)
+        crops_all = np.concatenate(crops)
+        to_batch = crops_to_array if getattr(self.backend, "takes_numpy", False) else crops_to_tensor
+        per_image: list[dict] = []
+        for i in range(0, len(crops_all), self.batch_size):
+            outs = self.backend(to_batch(crops_all[i : i + self.batch_size]))
+            arrays = [o.float().numpy() for o in outs]
+            per_image += [{k: a[j] for k, a in zip(ONE_STAGE_OUTPUTS, arrays)} for j in range(len(arrays[0]))]
+        return per_image, np.concatenate(matrices)
+
+    def predict_many(self, images: list[np.ndarray], boxes=None, box_scores=None) -> list[list[PoseResult]]:
+        """Every person in each of ``images``; ``boxes`` must be None (or a list of Nones)."""
+        if boxes is not None and any(b is not None for b in boxes):
+            raise ValueError("a one-stage model finds the people itself: give no boxes")
+        dense, matrices = self.dense(images)
+        results = []
+        sigmas = np.asarray(self.spec.sigmas, float) if self.spec.sigmas else None
+        for out, matrix in zip(dense, matrices):
+            p = people_to_image(decode_people(out, self.cfg, self.spec.sigmas), matrix)
+            keep = p["box_score"] >= self.box_threshold
+            p = {k: v[keep] for k, v in p.items()}
+            xywh = np.concatenate([p["boxes"][:, :2], p["boxes"][:, 2:] - p["boxes"][:, :2]], 1)
+            believed = [None] * len(xywh)
+            if sigmas is not None and len(xywh):
+                believed = expected_oks(p["sigma"], xywh[:, 2] * xywh[:, 3], sigmas).tolist()
+            results.append([PoseResult(box.tolist(), kp, c, float(s), float(bs), e) for box, kp, c, s, bs, e in
+                            zip(xywh, p["keypoints"], p["joint_confidence"], p["score"], p["box_score"], believed)])
+        return results
+
+    def predict(self, image: np.ndarray | str | Path, boxes=None, box_scores=None) -> list[PoseResult]:
+        """Every person in ``image`` (an RGB uint8 array or a path)."""
+        if not isinstance(image, np.ndarray):
+            image = read_image(Path(image))
+        return self.predict_many([image], None if boxes is None else [boxes])[0]
+
+    def __call__(self, image: np.ndarray | str | Path, boxes=None, box_scores=None) -> list[PoseResult]:
+        return self.predict(image, boxes)

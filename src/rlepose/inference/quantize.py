@@ -137,10 +137,9 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, crops: np.ndarray
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from rlepose.inference.export import read_onnx_metadata
-
     fp32_path, out_path = Path(fp32_path), Path(out_path)
-    meta = read_onnx_metadata(fp32_path)
+    props = {p.key: p.value for p in onnx.load(str(fp32_path), load_external_data=False).metadata_props}
+    meta = json.loads(props.get("rlepose", "{}"))
     if not meta:
         raise ValueError(f"{fp32_path} was not exported by rlepose (no 'rlepose' metadata)")
     if meta.get("precision", "fp32") != "fp32":
