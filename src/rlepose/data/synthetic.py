@@ -27,7 +27,8 @@ import numpy as np
 
 from rlepose.data.keypoints import COCO_KEYPOINTS
 
-__all__ = ["LABEL_NOISE", "MIXTURE", "SyntheticConfig", "sample_figure", "render_image",
+__all__ = ["LABEL_NOISE", "MIXTURE", "SyntheticConfig", "Figure", "sample_figure_params", "figure_joints",
+           "sample_figure", "render_image",
            "write_truth_annotations", "write_dataset", "write_splits"]
 
 
@@ -73,19 +74,62 @@ def _unit(angle: float) -> np.ndarray:
     return np.array([np.sin(angle), np.cos(angle)])
 
 
-def sample_figure(rng: np.random.Generator, height: float) -> tuple[np.ndarray, dict]:
-    """Joint positions (17, 2) of one figure, hip centre at the origin, ``height`` ≈ head-to-ankle
-    pixels, and drawing attributes."""
+@dataclass
+class Figure:
+    """Every random choice behind one drawn figure: its build and clothes (a person's own) and its
+    posture (what :mod:`rlepose.data.sequences` animates). Angles in radians, measured from
+    straight down, counter-clockwise (image y down); pairs are (left, right) limbs, and "outward"
+    angles are mirrored between them."""
+
+    yaw: float  # 0 = facing the camera, ±π = back view
+    limb_ratios: np.ndarray  # upper arm, forearm, thigh, shin, relative to the standard figure
+    lean: float  # the torso's tilt
+    arm_raise: np.ndarray  # upper arm from the torso axis, outward
+    elbow_bend: np.ndarray  # forearm from the upper arm, outward
+    hip_spread: np.ndarray  # thigh from the torso axis, outward
+    thigh_swing: np.ndarray  # thigh, added unmirrored (a stride or a crouch)
+    knee_bend: np.ndarray  # shin from the thigh, away from the torso axis
+    limb_width: float  # relative
+    shirt: np.ndarray
+    pants: np.ndarray
+    skin: np.ndarray
+    stripes: bool
+
+
+def sample_figure_params(rng: np.random.Generator) -> Figure:
+    """A random figure (build, clothes and a still posture), as :func:`sample_figure` draws it."""
     d = np.deg2rad
-    yaw = rng.uniform(-1, 1) * np.pi  # 0 = facing the camera, ±π = back view
-    facing = np.cos(yaw)
+    yaw = rng.uniform(-1, 1) * np.pi
+    ratios = np.array([rng.uniform(0.9, 1.1) for _ in range(4)])
+    lean = rng.normal(0, d(10))
+    arm_raise, elbow_bend = np.zeros(2), np.zeros(2)
+    for i in range(2):
+        arm_raise[i] = rng.uniform(d(-20), d(150)) * rng.choice([1, 1, 1, -0.3])
+        elbow_bend[i] = rng.uniform(0, d(140)) * rng.choice([1, -1])
+    crouch = rng.random() < 0.2
+    spread, swing, knee = np.zeros(2), np.zeros(2), np.zeros(2)
+    for i in range(2):
+        spread[i] = rng.uniform(d(-15), d(45))
+        swing[i] = rng.uniform(d(-70), d(70)) if crouch else rng.normal(0, d(15))
+        bend = rng.uniform(d(60), d(130)) if crouch else rng.uniform(0, d(40))
+        knee[i] = bend * rng.choice([1, -1]) * 0.8
+    limb_width = rng.uniform(0.7, 1.4)
+    shirt, pants = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    skin = np.array([rng.uniform(60, 230), rng.uniform(50, 190), rng.uniform(40, 160)])[::-1]
+    return Figure(yaw, ratios, lean, arm_raise, elbow_bend, spread, swing, knee, limb_width, shirt, pants, skin,
+                  bool(rng.random() < 0.5))
+
+
+def figure_joints(fig: Figure, height: float) -> tuple[np.ndarray, dict]:
+    """Joint positions (17, 2) of ``fig``, hip centre at the origin, ``height`` ≈ head-to-ankle
+    pixels, and the attributes :func:`_draw_figure` draws it with."""
+    facing = np.cos(fig.yaw)
     s = height / 100.0
     torso_len, neck_len, head_r = 30 * s, 6 * s, 6.5 * s
     sh_half = 11 * s * max(abs(facing), 0.35)
     hip_half = 7 * s * max(abs(facing), 0.45)
-    upper, fore = 17 * s * rng.uniform(0.9, 1.1), 15 * s * rng.uniform(0.9, 1.1)
-    thigh, shin = 24 * s * rng.uniform(0.9, 1.1), 23 * s * rng.uniform(0.9, 1.1)
-    lean = rng.normal(0, d(10))
+    upper, fore, thigh, shin = (base * s * r for base, r in zip((17, 15, 24, 23), fig.limb_ratios))
+    lean = fig.lean
     up = -_unit(lean)  # torso direction (upwards)
     side = np.array([-up[1], up[0]])  # perpendicular to it, pointing to the image right
     j = np.zeros((17, 2))
@@ -94,30 +138,31 @@ def sample_figure(rng: np.random.Generator, height: float) -> tuple[np.ndarray, 
     j[LHIP], j[RHIP] = lr * hip_half * side, -lr * hip_half * side
     neck = up * torso_len
     j[LSH], j[RSH] = neck + lr * sh_half * side, neck - lr * sh_half * side
-    for shoulder, elbow, wrist, outward in ((LSH, LEL, LWR, lr), (RSH, REL, RWR, -lr)):
-        a_up = lean + outward * rng.uniform(d(-20), d(150)) * rng.choice([1, 1, 1, -0.3])
+    for i, (shoulder, elbow, wrist, outward) in enumerate(((LSH, LEL, LWR, lr), (RSH, REL, RWR, -lr))):
+        a_up = lean + outward * fig.arm_raise[i]
         j[elbow] = j[shoulder] + upper * _unit(a_up)
-        bend = outward * rng.uniform(0, d(140)) * rng.choice([1, -1])
-        j[wrist] = j[elbow] + fore * _unit(a_up + bend)
-    crouch = rng.random() < 0.2
-    for hip, knee, ankle, outward in ((LHIP, LKN, LAN, lr), (RHIP, RKN, RAN, -lr)):
-        a_th = lean + outward * rng.uniform(d(-15), d(45)) + (rng.uniform(d(-70), d(70)) if crouch else rng.normal(0, d(15)))
+        j[wrist] = j[elbow] + fore * _unit(a_up + outward * fig.elbow_bend[i])
+    for i, (hip, knee, ankle, outward) in enumerate(((LHIP, LKN, LAN, lr), (RHIP, RKN, RAN, -lr))):
+        a_th = lean + outward * fig.hip_spread[i] + fig.thigh_swing[i]
         j[knee] = j[hip] + thigh * _unit(a_th)
-        bend = rng.uniform(d(60), d(130)) if crouch else rng.uniform(0, d(40))
-        j[ankle] = j[knee] + shin * _unit(a_th - np.sign(a_th - lean + 1e-6) * bend * rng.choice([1, -1]) * 0.8)
+        j[ankle] = j[knee] + shin * _unit(a_th - np.sign(a_th - lean + 1e-6) * fig.knee_bend[i])
     head = neck + up * (neck_len + head_r)
-    j[NOSE] = head + side * head_r * 0.6 * np.sin(yaw) + up * -head_r * 0.1
+    j[NOSE] = head + side * head_r * 0.6 * np.sin(fig.yaw) + up * -head_r * 0.1
     eye_off = head_r * 0.45
-    j[LEYE] = head + side * (lr * eye_off * abs(facing) + head_r * 0.5 * np.sin(yaw)) + up * head_r * 0.25
-    j[REYE] = head + side * (-lr * eye_off * abs(facing) + head_r * 0.5 * np.sin(yaw)) + up * head_r * 0.25
+    j[LEYE] = head + side * (lr * eye_off * abs(facing) + head_r * 0.5 * np.sin(fig.yaw)) + up * head_r * 0.25
+    j[REYE] = head + side * (-lr * eye_off * abs(facing) + head_r * 0.5 * np.sin(fig.yaw)) + up * head_r * 0.25
     j[LEAR] = head + side * lr * head_r * max(abs(facing), 0.3) + up * head_r * 0.05
     j[REAR] = head - side * lr * head_r * max(abs(facing), 0.3) + up * head_r * 0.05
-    attrs = {"head": head, "head_r": head_r, "neck": neck, "facing": facing, "yaw": yaw,
-             "limb_w": max(2.0, 4.5 * s * rng.uniform(0.7, 1.4)),
-             "shirt": rng.integers(0, 256, 3), "pants": rng.integers(0, 256, 3),
-             "skin": np.array([rng.uniform(60, 230), rng.uniform(50, 190), rng.uniform(40, 160)])[::-1],
-             "stripes": rng.random() < 0.5}
+    attrs = {"head": head, "head_r": head_r, "neck": neck, "facing": facing, "yaw": fig.yaw,
+             "limb_w": max(2.0, 4.5 * s * fig.limb_width), "shirt": fig.shirt, "pants": fig.pants,
+             "skin": fig.skin, "stripes": fig.stripes}
     return j, attrs
+
+
+def sample_figure(rng: np.random.Generator, height: float) -> tuple[np.ndarray, dict]:
+    """Joint positions (17, 2) of one random figure, hip centre at the origin, ``height`` ≈
+    head-to-ankle pixels, and drawing attributes."""
+    return figure_joints(sample_figure_params(rng), height)
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
