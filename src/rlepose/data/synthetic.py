@@ -122,7 +122,7 @@ def sample_figure_params(rng: np.random.Generator) -> Figure:
 
 def figure_joints(fig: Figure, height: float) -> tuple[np.ndarray, dict]:
     """Joint positions (17, 2) of ``fig``, hip centre at the origin, ``height`` ≈ head-to-ankle
-    pixels, and the attributes :func:`_draw_figure` draws it with."""
+    pixels, and the attributes :func:`draw_figure` draws it with."""
     facing = np.cos(fig.yaw)
     s = height / 100.0
     torso_len, neck_len, head_r = 30 * s, 6 * s, 6.5 * s
@@ -165,7 +165,8 @@ def sample_figure(rng: np.random.Generator, height: float) -> tuple[np.ndarray, 
     return figure_joints(sample_figure_params(rng), height)
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def draw_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A random backdrop (H, W, 3) uint8 (BGR, as OpenCV draws): a colour gradient, noise and clutter."""
     base = rng.integers(0, 256, 3).astype(np.float32)
     grad = np.linspace(0, 1, w)[None, :, None] * rng.uniform(-80, 80, 3)
     img = np.clip(base + grad + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
@@ -179,7 +180,8 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return cv2.GaussianBlur(img, (3, 3), 0)
 
 
-def _draw_figure(img: np.ndarray, j: np.ndarray, a: dict) -> None:
+def draw_figure(img: np.ndarray, j: np.ndarray, a: dict) -> None:
+    """Draw the figure with joints ``j`` (17, 2) pixels and attributes ``a`` (:func:`figure_joints`) into ``img``, in place."""
     w = int(round(a["limb_w"]))
     col = lambda c: tuple(int(v) for v in c)  # noqa: E731
     p = lambda i: tuple(int(round(v)) for v in j[i])  # noqa: E731
@@ -215,11 +217,34 @@ def _draw_figure(img: np.ndarray, j: np.ndarray, a: dict) -> None:
         cv2.line(img, p(e), p(wr), col(a["skin"]), w)
 
 
+def person_box(joints: np.ndarray, attrs: dict, image_size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The tight box (x0, y0, x1, y1) around a drawn figure (its joints plus head and limb width),
+    clipped to the image (``image_size`` (H, W))."""
+    h, w = image_size
+    m = attrs["head_r"] * 0.8 + attrs["limb_w"]
+    x0, y0 = np.clip(joints.min(0) - m, 0, [w - 1, h - 1])
+    x1, y1 = np.clip(joints.max(0) + m, 0, [w - 1, h - 1])
+    return x0, y0, x1, y1
+
+
+def joint_visibility(joints: np.ndarray, attrs: dict, mask: np.ndarray) -> np.ndarray:
+    """COCO visibility (17,) of a drawn figure's joints: 0 outside the image, 1 under an occluder
+    (``mask`` (H, W) nonzero) or a face point seen from behind, 2 visible."""
+    h, w = mask.shape
+    out = np.zeros(len(joints), int)
+    for k, (x, y) in enumerate(joints):
+        if not (0 <= x < w and 0 <= y < h):
+            continue
+        occluded = bool(mask[int(y), int(x)]) or (k in (LEAR, REAR, LEYE, REYE, NOSE) and attrs["facing"] < -0.2)
+        out[k] = 1 if occluded else 2
+    return out
+
+
 def render_image(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[np.ndarray, list[dict]]:
     """One RGB image and its persons: ``keypoints`` (17, 3) noisy labels with COCO visibility,
     ``true`` (17, 2) exact positions, ``bbox`` (x, y, w, h)."""
     h, w = cfg.image_size
-    img = _background(rng, h, w)
+    img = draw_background(rng, h, w)
     people = []
     for _ in range(rng.integers(1, cfg.max_people + 1)):
         height = rng.uniform(0.45, 0.9) * h
@@ -234,7 +259,7 @@ def render_image(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[np.nda
         joints = joints + offset
         for k in ("head", "neck"):
             attrs[k] = attrs[k] + offset
-        _draw_figure(img, joints, attrs)
+        draw_figure(img, joints, attrs)
         people.append((joints, attrs))
     mask = np.zeros((h, w), np.uint8)  # union of all occluders: any of them can hide any joint
     for joints, attrs in people:
@@ -255,16 +280,12 @@ def render_image(rng: np.random.Generator, cfg: SyntheticConfig) -> tuple[np.nda
     coco_sd = np.asarray(COCO_KEYPOINTS.sigmas) / np.sqrt(2)  # per coordinate, in units of s
     for joints, attrs in people:
         scale = (joints.max(0) - joints.min(0)).max() / 100.0
-        m = attrs["head_r"] * 0.8 + attrs["limb_w"]
-        x0, y0 = np.clip(joints.min(0) - m, 0, [w - 1, h - 1])
-        x1, y1 = np.clip(joints.max(0) + m, 0, [w - 1, h - 1])
+        x0, y0, x1, y1 = person_box(joints, attrs, (h, w))
         coco_sd_px = coco_sd * np.sqrt((x1 - x0) * (y1 - y0))
         kps = np.zeros((17, 3))
-        for k, (x, y) in enumerate(joints):
-            inside = 0 <= x < w and 0 <= y < h
-            if not inside:
-                continue
-            occluded = bool(mask[int(y), int(x)]) or (k in (LEAR, REAR, LEYE, REYE, NOSE) and attrs["facing"] < -0.2)
+        visibility = joint_visibility(joints, attrs, mask)
+        for k in np.flatnonzero(visibility):
+            occluded = visibility[k] == 1
             if cfg.label_noise == "coco":
                 sd = coco_sd_px[k]
             elif cfg.label_noise == "coco_mixture":
