@@ -186,7 +186,7 @@ def test_cli_exports_and_predicts_in_int8(tmp_path, capsys):
     out = tmp_path / "m.int8.onnx"
     assert main(["export", "--checkpoint", str(SHIPPED_PATH), "--precision", "int8", "--out", str(out)]) == 0
     meta = read_onnx_metadata(out)
-    assert meta["precision"] == "int8" and meta["calibration"] == "embedded128" and meta["input_size"] == [96, 72]
+    assert meta["precision"] == "int8" and meta["int8_calibration"] == "embedded128" and meta["input_size"] == [96, 72]
     from rlepose.data.synthetic import SyntheticConfig, render_image
 
     image, people = render_image(np.random.default_rng(7), SyntheticConfig())  # two people

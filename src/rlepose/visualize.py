@@ -6,7 +6,7 @@ import numpy as np
 
 from rlepose.data.keypoints import KeypointSpec
 
-__all__ = ["confidence_color", "draw_poses", "tile"]
+__all__ = ["confidence_color", "draw_poses", "track_color", "tile"]
 
 
 def confidence_color(c: float, low: float = 0.0, high: float = 1.0) -> tuple[int, int, int]:
@@ -22,27 +22,30 @@ def draw_poses(image: np.ndarray, people: list, spec: KeypointSpec, min_confiden
     below ``min_confidence`` are left out) and its expected OKS (its score for heatmap models;
     labels that would overlap a better-scoring person's are left out). For regression models the joint
     confidence is 1 − σ̂ (normalized crop units), so (0.9, 0.98) spans σ̂ from 10% of the crop
-    (red) to 2% (green)."""
+    (red) to 2% (green). A person with a ``track_id`` (video) has its skeleton in its track's
+    colour (:func:`track_color`) and its id before its label."""
     out = np.ascontiguousarray(image.copy())
     scale = max(1, round(max(out.shape[:2]) / 400))
     anchors = []
     for person in people:
         kp, conf = np.asarray(person.keypoints), np.asarray(person.joint_confidence)
         show = conf >= min_confidence
+        track = getattr(person, "track_id", None)
+        bone = (255, 255, 255) if track is None else track_color(track)
         for a, b in spec.skeleton:
             if show[a] and show[b]:
-                cv2.line(out, tuple(int(v) for v in kp[a]), tuple(int(v) for v in kp[b]), (255, 255, 255), scale + 1,
+                cv2.line(out, tuple(int(v) for v in kp[a]), tuple(int(v) for v in kp[b]), bone, scale + 1,
                          cv2.LINE_AA)
         for j in np.flatnonzero(show):
             cv2.circle(out, tuple(int(v) for v in kp[j]), 2 * scale + 1, confidence_color(conf[j], *color_range), -1,
                        cv2.LINE_AA)
         if show.any():
             shown = person.expected_oks if getattr(person, "expected_oks", None) is not None else person.score
-            anchors.append((shown, tuple(int(v) for v in kp[show].min(0))))
+            anchors.append((shown, tuple(int(v) for v in kp[show].min(0)), track))
     if label:  # best scores first; a label that would overlap one already drawn is left out
         drawn: list[tuple[int, int, int, int]] = []
-        for score, (x, y) in sorted(anchors, key=lambda a: -a[0]):
-            text = f"{score:.2f}"
+        for score, (x, y), track in sorted(anchors, key=lambda a: -a[0]):
+            text = f"{score:.2f}" if track is None else f"#{track} {score:.2f}"
             (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale, 1)
             y = max(h + 2, y - 4)
             box = (x, y - h - 2, x + w, y + 2)
@@ -51,6 +54,13 @@ def draw_poses(image: np.ndarray, people: list, spec: KeypointSpec, min_confiden
             drawn.append(box)
             cv2.putText(out, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35 * scale, (255, 255, 255), 1, cv2.LINE_AA)
     return out
+
+
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """A bright RGB colour for a track id; consecutive ids get far-apart hues (golden-ratio steps)."""
+    hue = int((track_id * 0.618033988749895 % 1.0) * 180)
+    bgr = cv2.cvtColor(np.uint8([[[hue, 200, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    return int(bgr[2]), int(bgr[1]), int(bgr[0])
 
 
 def tile(images: list[np.ndarray], columns: int = 4) -> np.ndarray:

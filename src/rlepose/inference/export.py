@@ -126,9 +126,9 @@ def cached_onnx(checkpoint: str | Path, onnx_path: str | Path | None = None, tru
 
     key = calibration_key(calibration, calibration_count)
     out = Path(onnx_path) if onnx_path is not None else cached.with_name(f"{cached.stem}-int8-{key}.onnx")
-    if out.is_file() and read_onnx_metadata(out).get("calibration") == key:
+    if out.is_file() and read_onnx_metadata(out).get("int8_calibration") == key:
         return out
-    return export_checkpoint(checkpoint, out, trust=trust, extra_metadata={"sha256": digest, "calibration": key},
+    return export_checkpoint(checkpoint, out, trust=trust, extra_metadata={"sha256": digest, "int8_calibration": key},
                              precision="int8", calibration=calibration, calibration_count=calibration_count)
 
 
@@ -151,6 +151,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, tru
     loaded = load_pose_model(checkpoint, trust=trust)
     meta = {"input_size": list(loaded.input_size), "keypoints": asdict(loaded.spec),
             "config": config_to_dict(loaded.config), **(extra_metadata or {})}
+    if loaded.sigma_calibration is not None:
+        meta["sigma_calibration"] = loaded.sigma_calibration
     out = Path(out) if out else Path(checkpoint).with_suffix(".onnx" if precision == "fp32" else ".int8.onnx")
     if precision == "fp32":
         tmp = out.with_name(out.name + ".part")
@@ -159,7 +161,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, tru
         return out
     from rlepose.inference.quantize import calibration_crops, calibration_key, quantize_onnx
 
-    meta.setdefault("calibration", calibration_key(calibration, calibration_count))
+    meta.setdefault("int8_calibration", calibration_key(calibration, calibration_count))
     crops = calibration_crops(calibration, loaded.input_size, calibration_count,
                               whole_images=loaded.config.task == "one_stage")
     with tempfile.TemporaryDirectory() as tmp:

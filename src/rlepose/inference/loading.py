@@ -21,12 +21,19 @@ __all__ = ["LoadedPoseModel", "load_pose_model"]
 
 @dataclass
 class LoadedPoseModel:
-    """The network (eval mode, on the CPU), its config, keypoint set and input size (H, W)."""
+    """The network (eval mode, on the CPU), its config, keypoint set and input size (H, W), and
+    ``sigma_calibration``: what ``rlepose calibrate`` stored with the checkpoint (``joint_scale``
+    (K,) and how it was fitted), None when it was not calibrated."""
 
     model: TopDownPoseModel | OneStagePoseModel
     config: ExperimentConfig
     spec: KeypointSpec
     input_size: tuple[int, int]
+    sigma_calibration: dict | None = None
+
+    @property
+    def joint_scale(self) -> list[float] | None:
+        return None if self.sigma_calibration is None else self.sigma_calibration["joint_scale"]
 
 
 def load_pose_model(path: str | Path, trust: bool = False) -> LoadedPoseModel:
@@ -48,4 +55,5 @@ def load_pose_model(path: str | Path, trust: bool = False) -> LoadedPoseModel:
              else build_pose_model(cfg.model))
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)
-    return LoadedPoseModel(model.eval(), cfg, keypoint_spec(cfg), tuple(cfg.transform.input_size))
+    return LoadedPoseModel(model.eval(), cfg, keypoint_spec(cfg), tuple(cfg.transform.input_size),
+                           ckpt.get("sigma_calibration"))

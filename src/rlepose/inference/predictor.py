@@ -28,9 +28,23 @@ from rlepose.inference.one_stage import ONE_STAGE_OUTPUTS, decode_people, people
 from rlepose.inference.precision import PrecisionChoice, resolve_precision
 from rlepose.inference.results import PoseResult
 
-__all__ = ["PoseResult", "PosePredictor", "OneStagePredictor"]
+__all__ = ["PoseResult", "PosePredictor", "OneStagePredictor", "sigma_scale"]
 
 log = logging.getLogger(__name__)
+
+
+def sigma_scale(config, joint_scale=None) -> np.ndarray | None:
+    """The Laplace scale of a coordinate's error per unit of σ̂, per joint (K,), for a model of
+    ``config``: its Q's (:func:`rlepose.losses.laplace_scale_per_sigma`; 1 when its loss has
+    none but its head gives σ̂, e.g. a model trained with L1), times ``joint_scale`` (K,), a
+    fitted calibration (``rlepose calibrate``), when given. None for heatmap models (no σ̂)."""
+    from rlepose.losses import laplace_scale_per_sigma
+
+    if config.model.head == "heatmap" and config.task != "one_stage":
+        return None
+    c = laplace_scale_per_sigma(config.loss.name, config.loss.q) or 1.0
+    scale = np.full(config.model.num_joints, c)
+    return scale * np.asarray(joint_scale, float) if joint_scale is not None else scale
 
 
 class PosePredictor:
@@ -46,15 +60,17 @@ class PosePredictor:
 
     def __init__(self, backend, spec: KeypointSpec, input_size: tuple[int, int], flip_test: bool = True,
                  batch_size: int = 32, backend_name: str = "custom", detector="yolox-s",
-                 sigma_confidence: bool = True) -> None:
+                 sigma_scale: float | np.ndarray | None = 1.0) -> None:
         self.backend, self.spec, self.input_size = backend, spec, tuple(input_size)
         self._detector = detector  # a name (built on first use), a callable, or None
         self.backend_name = backend_name
         self.flip_test = flip_test and bool(spec.flip_pairs)
         self.batch_size = batch_size
         self._perm = spec.flip_permutation()
-        # joint confidence is 1 − mean σ̂ (regression and integral heads), so σ̂ gives an expected OKS
-        self.sigma_confidence = sigma_confidence and bool(spec.sigmas)
+        # the Laplace scale of a coordinate's error per σ̂, per joint (K,) (:func:`sigma_scale`);
+        # None: the model has no σ̂ (heatmaps), so no PoseResult.sigma and no expected OKS
+        self.sigma_scale = None if sigma_scale is None else np.broadcast_to(
+            np.asarray(sigma_scale, float), (len(spec.joints),)).copy()
 
     @classmethod
     def from_pretrained(cls, name: str, flip_test: bool = True, backend: str = "auto",
@@ -98,7 +114,7 @@ class PosePredictor:
             runner = TorchBackend(loaded.model, loaded.input_size, device=choice.device, optimize=optimize,
                                   precision=choice.precision, compile=compile)
             predictor = cls._for_model(runner, loaded.spec, loaded.input_size, loaded.config, "torch", flip_test,
-                                       detector, box_threshold)
+                                       detector, box_threshold, loaded.joint_scale)
         predictor.precision = choice
         return predictor
 
@@ -113,21 +129,21 @@ class PosePredictor:
         meta = backend.metadata
         predictor = cls._for_model(backend, KeypointSpec.from_dict(meta["keypoints"]), meta["input_size"],
                                    config_from_dict(meta.get("config", {})), "onnxruntime", flip_test, detector,
-                                   box_threshold)
+                                   box_threshold, (meta.get("sigma_calibration") or {}).get("joint_scale"))
         precision = meta.get("precision", "fp32")
         predictor.precision = PrecisionChoice(precision, "onnxruntime", "cpu", f"the graph's ({Path(path).name})")
         return predictor
 
     @classmethod
     def _for_model(cls, runner, spec: KeypointSpec, input_size, config, backend_name: str, flip_test: bool,
-                   detector, box_threshold: float) -> "PosePredictor":
+                   detector, box_threshold: float, joint_scale=None) -> "PosePredictor":
         """The predictor for ``config``'s task around ``runner``: this class for a top-down model,
-        :class:`OneStagePredictor` for a one-stage one."""
+        :class:`OneStagePredictor` for a one-stage one; ``joint_scale``: a fitted σ̂ calibration."""
         if config.task == "one_stage":
             return OneStagePredictor(runner, spec, input_size, config.one_stage, backend_name=backend_name,
-                                     box_threshold=box_threshold)
+                                     box_threshold=box_threshold, sigma_scale=sigma_scale(config, joint_scale))
         return cls(runner, spec, input_size, flip_test, backend_name=backend_name, detector=detector,
-                   sigma_confidence=config.model.head != "heatmap")
+                   sigma_scale=sigma_scale(config, joint_scale))
 
     @property
     def detector(self):
@@ -194,17 +210,24 @@ class PosePredictor:
         matrices = np.concatenate(matrices)
         keypoints = crop_to_image(kps, matrices, self.input_size)
         boxes_all, scores_all = np.concatenate(all_boxes), np.concatenate(all_scores)
-        believed = [None] * len(boxes_all)
-        if self.sigma_confidence:
+        scale_px = [None] * len(boxes_all)
+        if self.sigma_scale is not None:
             # the crop's size in image pixels (an unrotated crop: its matrix scales by output / size)
             crop_px = np.array(self.input_size[::-1], float) / np.stack([matrices[:, 0, 0], matrices[:, 1, 1]], 1)
             sigma = np.repeat((1 - joint_conf)[..., None], 2, -1)  # σ̂ averaged over the coordinates
-            believed = expected_oks(sigma * crop_px[:, None, :], boxes_all[:, 2] * boxes_all[:, 3],
-                                    np.asarray(self.spec.sigmas, float)).tolist()
+            scale_px = sigma * crop_px[:, None, :] * self.sigma_scale[:, None]
+        believed = self._expected_oks(scale_px, boxes_all)
         out: list[list[PoseResult]] = [[] for _ in images]
-        for owner, box, kp, c, s, e in zip(owners, boxes_all, keypoints, joint_conf, scores_all, believed):
-            out[owner].append(PoseResult(box.tolist(), kp, c, float(rescore(c, s)), float(s), e))
+        for owner, box, kp, c, s, e, b in zip(owners, boxes_all, keypoints, joint_conf, scores_all, believed, scale_px):
+            out[owner].append(PoseResult(box.tolist(), kp, c, float(rescore(c, s)), float(s), e, b))
         return out
+
+    def _expected_oks(self, scale_px, boxes: np.ndarray) -> list:
+        """Each person's expected OKS from the Laplace scales ``scale_px`` (M, K, 2) pixels and
+        boxes (M, 4) x, y, w, h (None each without σ̂ or OKS constants)."""
+        if self.sigma_scale is None or not self.spec.sigmas or not len(boxes):
+            return [None] * len(boxes)
+        return expected_oks(np.asarray(scale_px), boxes[:, 2] * boxes[:, 3], np.asarray(self.spec.sigmas, float)).tolist()
 
     def predict(self, image: np.ndarray | str | Path, boxes=None, box_scores=None) -> list[PoseResult]:
         """Persons in ``image`` (an RGB uint8 array or a path) inside ``boxes`` (M, 4) as
@@ -241,9 +264,10 @@ class OneStagePredictor(PosePredictor):
     keeps down to ``cfg.score_threshold``). No flip test."""
 
     def __init__(self, backend, spec, input_size: tuple[int, int], cfg: OneStageConfig = OneStageConfig(),
-                 batch_size: int = 8, backend_name: str = "custom", box_threshold: float = 0.3) -> None:
+                 batch_size: int = 8, backend_name: str = "custom", box_threshold: float = 0.3,
+                 sigma_scale: float | np.ndarray | None = 1.0) -> None:
         super().__init__(backend, spec, input_size, flip_test=False, batch_size=batch_size, backend_name=backend_name,
-                         detector=None)
+                         detector=None, sigma_scale=sigma_scale)
         self.cfg = cfg
         self.box_threshold = box_threshold
 
@@ -278,17 +302,16 @@ class OneStagePredictor(PosePredictor):
             raise ValueError("a one-stage model finds the people itself: give no boxes")
         dense, matrices = self.dense(images)
         results = []
-        sigmas = np.asarray(self.spec.sigmas, float) if self.spec.sigmas else None
         for out, matrix in zip(dense, matrices):
             p = people_to_image(decode_people(out, self.cfg, self.spec.sigmas), matrix)
             keep = p["box_score"] >= self.box_threshold
             p = {k: v[keep] for k, v in p.items()}
             xywh = np.concatenate([p["boxes"][:, :2], p["boxes"][:, 2:] - p["boxes"][:, :2]], 1)
-            believed = [None] * len(xywh)
-            if sigmas is not None and len(xywh):
-                believed = expected_oks(p["sigma"], xywh[:, 2] * xywh[:, 3], sigmas).tolist()
-            results.append([PoseResult(box.tolist(), kp, c, float(s), float(bs), e) for box, kp, c, s, bs, e in
-                            zip(xywh, p["keypoints"], p["joint_confidence"], p["score"], p["box_score"], believed)])
+            scale_px = p["sigma"] * self.sigma_scale[:, None]
+            believed = self._expected_oks(scale_px, xywh)
+            results.append([PoseResult(box.tolist(), kp, c, float(s), float(bs), e, b)
+                            for box, kp, c, s, bs, e, b in zip(xywh, p["keypoints"], p["joint_confidence"],
+                                                               p["score"], p["box_score"], believed, scale_px)])
         return results
 
     def predict(self, image: np.ndarray | str | Path, boxes=None, box_scores=None) -> list[PoseResult]:

@@ -30,7 +30,7 @@ from rlepose.losses.rle import DLELoss, FlowLoss, RLELoss
 
 __all__ = ["JointLoss", "FlowLoss", "RLELoss", "PaperRLELoss", "MMPoseRLELoss", "CalibratedRLELoss", "DLELoss",
            "L1Loss", "L2Loss", "LaplaceNLLLoss", "GaussianNLLLoss", "LOSSES", "LOSS_NAMES", "FLOW_LOSSES",
-           "FLAT_START_STD", "CompileFallbackWarning", "build_loss", "log_q", "sample_q"]
+           "FLAT_START_STD", "CompileFallbackWarning", "build_loss", "log_q", "sample_q", "laplace_scale_per_sigma"]
 
 LOSSES: dict[str, type[JointLoss]] = {
     "rle": RLELoss, "rle_paper": PaperRLELoss, "rle_mmpose": MMPoseRLELoss, "rle_calibrated": CalibratedRLELoss,
@@ -51,3 +51,20 @@ def build_loss(name: str, dim: int = 2, **kwargs) -> JointLoss:
         raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSS_NAMES)}")
     cls = LOSSES[name]
     return cls(dim=dim, **kwargs) if issubclass(cls, FlowLoss) else cls(**kwargs)
+
+
+def laplace_scale_per_sigma(name: str, q: str = "laplace") -> float | None:
+    """c such that the error density a model trained with loss ``name`` (and ``q``) puts on each
+    coordinate has the spread of a Laplace density of scale b = c·σ̂ (σ̂ as the model outputs it):
+    √2 for the official form ``rle`` (its Q is a Laplace on √2·σ̂), 1 for the forms with a Laplace
+    Q of scale σ̂ (``rle_mmpose``, ``rle_paper``, ``rle_calibrated``, ``laplace_nll``; and ``dle``,
+    whose σ̂ is its flow's scale), 1/√2 for a Gaussian Q of standard deviation σ̂ (the same
+    variance, 2b² = σ̂²). None for losses without σ̂ (``l1``, ``l2``, heatmaps). What the expected
+    OKS and the video filters turn σ̂ into; a fitted calibration (``rlepose calibrate``) scales it further."""
+    import math
+
+    if name not in LOSSES or name in ("l1", "l2"):
+        return None
+    if name == "gaussian_nll" or q == "gaussian":
+        return 1 / math.sqrt(2)
+    return math.sqrt(2) if name == "rle" else 1.0
