@@ -124,6 +124,55 @@ def oct_table(name: str, data: dict) -> list[str]:
     return lines
 
 
+def video_table(name: str, data: dict) -> list[str]:
+    """``benchmarks/video_smoothing.py``: filters over tracked people against the truth."""
+    args = data["args"]
+    lines = [f"## {name}", "", f"`benchmarks/video_smoothing.py` — {data['model']} on rendered sequences "
+             f"(`rlepose.data.sequences`), seeds {args['seeds']} × {args['sequences']} sequences × {args['frames']} "
+             f"frames, {data['detector']}; settings tuned on seed {args['tune_seed']} (error + acceleration); "
+             "mean ± std over the seeds", "",
+             "| row | error (px) | acceleration error (px) | AP | ID switches | settings |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in data["rows"]:
+        m, s = r["mean"], r["std"]
+        params = ", ".join(f"{k} {v}" for k, v in r["params"].items()) or "—"
+        lines.append(f"| {r['row']} | {_pm(m, s, 'error_px', 1, 3)} | {_pm(m, s, 'accel_px', 1, 3)} | "
+                     f"{_pm(m, s, 'ap', 100, 1)} | {m['id_switches']:.1f} | {params} |")
+    runs = {r["row"]: {run["seed"]: run for run in r["runs"]} for r in data["rows"]}
+    goals = []
+    for ours, others in (("kalman_sigma", ("one_euro", "raw")), ("smoother_sigma", ("savgol",))):
+        for other in others:
+            if ours in runs and other in runs:
+                seeds = sorted(set(runs[ours]) & set(runs[other]))
+                both = [runs[ours][k]["error_px"] < runs[other][k]["error_px"] and
+                        runs[ours][k]["accel_px"] < runs[other][k]["accel_px"] for k in seeds]
+                goals.append(f"{ours} below {other} on both error and jitter: "
+                             f"{'yes' if all(both) else 'no'} (in {sum(both)} of {len(seeds)} seeds)")
+    clip = data.get("posetrack18_clip")
+    if clip:
+        goals.append(f"PoseTrack18 fixture clip ({clip['clip']}, HOG detector): {clip['offline']['frames']} frames, "
+                     f"{clip['offline']['persons']} people in {clip['offline']['tracks']} tracks; smoothing moved the "
+                     f"joints by {clip['mean_shift_px']:.2f} px on average; no error measured: {clip['note']}")
+    return lines + [""] + [f"- {g}" for g in goals]
+
+
+def sigma_calibration_table(name: str, data: dict) -> list[str]:
+    """``benchmarks/sigma_calibration.py``: coverage before and after ``rlepose calibrate``."""
+    lines = [f"## {name}", "", f"`benchmarks/sigma_calibration.py` — {data['model']}: fitted on {data['fit']}; "
+             f"coverage of each coordinate's central Laplace intervals (scale {data['scale_per_sigma']:.3g}·σ̂ before, "
+             f"× the fitted per-joint scale after) on {data['test']}", "",
+             "| interval | before | after | after − level |", "| --- | --- | --- | --- |"]
+    for r in data["rows"]:
+        lines.append(f"| {int(100 * r['level'])}% | {100 * r['before']:.1f}% | {100 * r['after']:.1f}% | "
+                     f"{100 * r['after_minus_level']:+.1f} |")
+    within = all(abs(r["after_minus_level"]) <= 0.05 for r in data["rows"])
+    scales = data["joint_scale"]
+    corr = data["expected_oks_pearson"]
+    return lines + ["", f"Every level within 5 points after calibration: {'yes' if within else 'no'}. Fitted scales "
+                        f"{min(scales):.2f}–{max(scales):.2f} per joint; expected OKS against true OKS (Pearson): "
+                        f"{corr['before']:.3f} before, {corr['after']:.3f} after."]
+
+
 def precision_table(name: str, data: dict) -> list[str]:
     """``benchmarks/precision.py``: fp32, bf16 and int8 inference, accuracy and speed in one run."""
     auto = data["auto"]
@@ -245,6 +294,10 @@ def section(path: Path) -> list[str]:
         return toy_table(name, data)
     if name.startswith("calibration"):
         return calibration_table(name, data)
+    if name.startswith("sigma_calibration"):
+        return sigma_calibration_table(name, data)
+    if name.startswith("video_smoothing"):
+        return video_table(name, data)
     if name.startswith("precision") and "goals" in data:
         return precision_table(name, data)
     return generic_table(name, data)

@@ -61,7 +61,7 @@ def test_video_crops_are_batched_across_frames_and_match_single_images(tmp_path)
         return b, np.ones(len(b))
 
     summary = predict_video(predictor, clip, tmp_path / "p.json", detector=detector, frames_per_batch=4,
-                            progress=False)
+                            progress=False, smooth="none")
     persons = sum(len(b) for b in boxes)
     assert summary["frames"] == 6 and summary["persons"] == persons and summary["fps"] > 0
     assert batches == [2 * sum(len(b) for b in boxes[:4]), 2 * sum(len(b) for b in boxes[4:])]
@@ -73,6 +73,7 @@ def test_video_crops_are_batched_across_frames_and_match_single_images(tmp_path)
     first = [r for r in results if r["frame"] == 0]
     for a, r in zip(alone, first):
         assert np.abs(np.array(r["keypoints"]).reshape(17, 3)[:, :2] - a.keypoints).max() < 1e-3
+    assert all(isinstance(r["track_id"], int) for r in results) and summary["smooth"] == "none"
 
 
 def test_the_real_posetrack_clip_and_clear_errors(tmp_path, fixtures):

@@ -176,6 +176,24 @@ def cmd_calibration(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``rlepose calibrate``: one σ̂ scale per joint, fitted on held-out data, stored with the checkpoint."""
+    from rlepose.analysis.calibration import calibrate_checkpoint
+    from rlepose.config import load_config
+
+    s = calibrate_checkpoint(args.checkpoint, load_config(args.config, args.overrides), args.out,
+                             trust=args.trust_checkpoint)
+    scales = s["joint_scale"]
+    print(f"fitted one scale per joint on {s['fitted_on']} held-out people (range {min(scales):.2f}–"
+          f"{max(scales):.2f}, Q's own scale per σ̂ {s['scale_per_sigma']:.3f}); checked on {s['checked_on']} others:")
+    for level in s["levels"]:
+        before, after = s["coverage_before"][str(level)]["overall"], s["coverage_after"][str(level)]["overall"]
+        print(f"  {int(100 * level)}% intervals hold {100 * before:.1f}% of the joints before, {100 * after:.1f}% after")
+    print(f"stored with {args.out or args.checkpoint} (sigma_calibration): the predictor, the expected OKS, the "
+          "video filters and exported graphs use it")
+    return 0
+
+
 def cmd_occlusion(args: argparse.Namespace) -> int:
     """``rlepose analyze occlusion``: K×K changes of error and uncertainty; PNG + JSON."""
     from rlepose.analysis.occlusion import analyze_occlusion
@@ -369,9 +387,10 @@ def _predict_videos(args: argparse.Namespace, videos: list[str], detector, predi
     print(f"ran with {predictor.describe()}")
     for video in videos:
         out = args.out if len(videos) == 1 else str(Path(args.out).with_suffix("")) + f"_{Path(video).stem}.json"
-        s = predict_video(predictor, video, out, render=args.render, detector=detector, min_score=args.score_threshold)
-        print(f"{s['persons']} persons in {s['frames']} frames of {video} ({s['fps']:.1f} frames/s) → {s['out']}"
-              + (f"; drawn video {s['render']}" if s["render"] else ""))
+        s = predict_video(predictor, video, out, render=args.render, detector=detector, min_score=args.score_threshold,
+                          smooth=args.smooth)
+        print(f"{s['persons']} persons ({s['tracks']} tracks, smoothing {s['smooth']}) in {s['frames']} frames of "
+              f"{video} ({s['fps']:.1f} frames/s) → {s['out']}" + (f"; drawn video {s['render']}" if s["render"] else ""))
     return 0
 
 
@@ -429,6 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("overrides", nargs="*", help="key.sub=value, e.g. train.lr=5e-4 data.root=/data/coco")
     tr.add_argument("--resume", help="checkpoint to resume from, or 'last'")
     tr.set_defaults(func=cmd_train)
+
+    ca = sub.add_parser("calibrate", help="fit one σ̂ scale per joint on held-out data and store it with the checkpoint")
+    ca.add_argument("--checkpoint", required=True)
+    ca.add_argument("--config", required=True, help="a config whose validation split is the held-out data (split "
+                                                    "in two by image: half to fit, half to check)")
+    ca.add_argument("overrides", nargs="*")
+    ca.add_argument("--out", help="write the calibrated checkpoint here (default: the checkpoint itself, atomically)")
+    ca.add_argument("--trust-checkpoint", action="store_true",
+                    help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")
+    ca.set_defaults(func=cmd_calibrate)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on the config's validation split")
     ev.add_argument("config")
@@ -490,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "the choice is printed with the summary")
     pr.add_argument("--calibration", help="int8: person crops to calibrate on (a folder of images, each one person, "
                                           "or a COCO JSON with boxes); default: rendered figures")
+    pr.add_argument("--smooth", choices=["auto", "online", "offline", "none"], default="auto",
+                    help="videos: each person is tracked (track_id) and its joints smoothed by their own σ̂: online "
+                         "(a Kalman filter, frame by frame), offline (the RTS smoother over whole tracks), none; "
+                         "auto (default): offline for files, online for cameras")
     pr.add_argument("--no-flip", action="store_true", help="skip the flip test")
     pr.add_argument("--trust-checkpoint", action="store_true",
                     help="unpickle the checkpoint fully, which can run code it contains (only for files you trust)")

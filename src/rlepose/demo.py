@@ -96,7 +96,8 @@ def draw_examples(checkpoint: str | Path, data_dir: Path, out_file: Path, count:
 # evaluates it on the held-out images in seconds. It was made with `rlepose demo --train`'s config
 # and `rlepose train … name=demo_small model.backbone=resnet18_0.5 train.epochs=60
 # "train.milestones=[50]" train.seed=2 loss.name=rle_calibrated loss.beta=0`, then `rlepose export
-# --format compact`.
+# --format compact`; its σ̂ calibration (one scale per joint, fitted on held-out images of another
+# seed) by `python benchmarks/sigma_calibration.py --save <it>`.
 SHIPPED_MODEL = SHIPPED_PATH
 
 

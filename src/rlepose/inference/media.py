@@ -149,21 +149,7 @@ def predict_files(predictor, inputs: list[str | Path], out_file: str | Path,
     return {"images": done, "persons": len(results), "failed": failed}
 
 
-def predict_video(predictor, source: str | Path, out_file: str | Path, render: str | Path | None = None,
-                  detector=None, frames_per_batch: int = 8, max_frames: int | None = None,
-                  progress: bool = True, min_score: float = 0.0) -> dict:
-    """Poses in every frame of a video file or camera (``source`` ``"0"``: camera 0).
-
-    Frames are read with OpenCV; people come from ``detector`` (image → boxes, scores), or the
-    whole frame without one; the crops of ``frames_per_batch`` frames go through the model
-    together. Results (COCO keypoint format plus ``frame``, 0-based, and ``time_s``) are
-    rewritten to ``out_file`` after every batch, so an interrupted run keeps what it did;
-    ``render`` writes the video with the skeletons drawn (per-joint confidence colours) at the
-    source's frame rate. Returns frames, persons, the measured frames per second, and paths."""
-    import time
-
-    from rlepose.visualize import draw_poses
-
+def _open_video(source: str | Path):
     camera = str(source).isdigit()
     if not camera and not Path(source).is_file():
         raise FileNotFoundError(f"video not found: {source}")
@@ -171,13 +157,65 @@ def predict_video(predictor, source: str | Path, out_file: str | Path, render: s
     if not capture.isOpened():
         raise DataError(f"cannot open {'camera' if camera else 'video'} {source}: "
                         + ("no such camera" if camera else "not a video OpenCV can decode"))
+    return capture, camera
+
+
+class _VideoWriter:
+    """Frames (RGB) to an mp4 at ``fps``, opened at the first frame (its size)."""
+
+    def __init__(self, path: str | Path, fps: float) -> None:
+        self.path, self.fps, self.writer = Path(path), fps, None
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            h, w = frame.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise DataError(f"cannot write video {self.path} (mp4v codec)")
+        self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+
+
+def predict_video(predictor, source: str | Path, out_file: str | Path, render: str | Path | None = None,
+                  detector=None, frames_per_batch: int = 8, max_frames: int | None = None,
+                  progress: bool = True, min_score: float = 0.0, smooth: str = "auto",
+                  acceleration: float | None = None) -> dict:
+    """Poses in every frame of a video file or camera (``source`` ``"0"``: camera 0), each
+    person tracked across frames and smoothed by its own σ̂ (:mod:`rlepose.inference.temporal`).
+
+    Frames are read with OpenCV; people come from ``detector`` (image → boxes, scores), or the
+    whole frame without one; the crops of ``frames_per_batch`` frames go through the model
+    together. ``smooth``: ``auto`` (offline for files, online for cameras), ``online`` (a Kalman
+    filter, frame by frame), ``offline`` (the RTS smoother over each whole track, after the last
+    frame), ``none`` (tracks only); ``acceleration``: the motion model's (default
+    :data:`rlepose.inference.temporal.DEFAULT_ACCELERATION`). Results (COCO keypoint format plus
+    ``frame``, 0-based, ``time_s`` and ``track_id``) are rewritten to ``out_file`` after every
+    batch, so an interrupted run keeps what it did (offline: the raw poses until the smoothed ones
+    replace them at the end); ``render`` writes the video with the skeletons drawn in their
+    track's colour at the source's frame rate (offline: in a second pass over the file). Returns
+    frames, persons, tracks, the smoothing, the measured frames per second, and paths."""
+    import time
+
+    from rlepose.inference.temporal import DEFAULT_ACCELERATION, SMOOTHING, TemporalPoses
+    from rlepose.visualize import draw_poses
+
+    if smooth not in SMOOTHING:
+        raise ValueError(f"smooth must be one of {', '.join(SMOOTHING)}, got {smooth!r}")
+    capture, camera = _open_video(source)
+    smooth = ("online" if camera else "offline") if smooth == "auto" else smooth
+    temporal = TemporalPoses(predictor.spec, smooth, DEFAULT_ACCELERATION if acceleration is None else acceleration)
     fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
     fps = fps if 0 < fps < 1000 else 30.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not camera else 0
     total = min(total, max_frames) if max_frames and total > 0 else (max_frames or total or None)
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    writer, bar = None, None
+    writer = _VideoWriter(render, fps) if render else None
+    bar = None
     if progress:
         try:
             from tqdm import tqdm
@@ -185,6 +223,10 @@ def predict_video(predictor, source: str | Path, out_file: str | Path, render: s
             bar = tqdm(total=total, unit="frame", desc=Path(str(source)).name)
         except ImportError:
             pass
+
+    def record(index: int, person) -> dict:
+        return {"frame": index, "time_s": round(index / fps, 4), **person.to_coco(index)}
+
     results: list[dict] = []
     done, start = 0, time.perf_counter()
     try:
@@ -201,16 +243,10 @@ def predict_video(predictor, source: str | Path, out_file: str | Path, render: s
             people = [rank(p, min_score) for p in
                       predictor.predict_many(frames, [d[0] for d in detections], [d[1] for d in detections])]
             for offset, (frame, persons) in enumerate(zip(frames, people)):
-                index = done + offset
-                results += [{"frame": index, "time_s": round(index / fps, 4), **p.to_coco(index)} for p in persons]
-                if render:
-                    if writer is None:
-                        Path(render).parent.mkdir(parents=True, exist_ok=True)
-                        h, w = frame.shape[:2]
-                        writer = cv2.VideoWriter(str(render), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-                        if not writer.isOpened():
-                            raise DataError(f"cannot write video {render} (mp4v codec)")
-                    writer.write(cv2.cvtColor(draw_poses(frame, persons, predictor.spec), cv2.COLOR_RGB2BGR))
+                persons = temporal.add(done + offset, persons)
+                results += [record(done + offset, p) for p in persons]
+                if writer is not None and smooth != "offline":
+                    writer.write(draw_poses(frame, persons, predictor.spec))
             done += len(frames)
             write_json(out_file, results)
             if bar is not None:
@@ -218,12 +254,34 @@ def predict_video(predictor, source: str | Path, out_file: str | Path, render: s
                 bar.set_postfix(fps=f"{done / (time.perf_counter() - start):.1f}")
     finally:
         capture.release()
-        if writer is not None:
-            writer.release()
         if bar is not None:
             bar.close()
-    if not done:
-        write_json(out_file, results)
+        if writer is not None and smooth != "offline":
+            writer.close()
     seconds = time.perf_counter() - start
-    return {"frames": done, "persons": len(results), "fps": done / seconds if seconds > 0 else 0.0,
-            "out": str(out_file), "render": str(render) if render else None}
+    if smooth == "offline":
+        smoothed = temporal.finish()
+        results = [record(index, p) for index in sorted(smoothed) for p in smoothed[index]]
+        if writer is not None:
+            _draw_video(source, smoothed, predictor.spec, writer, done)
+    write_json(out_file, results)
+    tracks = {r["track_id"] for r in results if "track_id" in r}
+    return {"frames": done, "persons": len(results), "tracks": len(tracks), "smooth": smooth,
+            "fps": done / seconds if seconds > 0 else 0.0, "out": str(out_file),
+            "render": str(render) if render else None}
+
+
+def _draw_video(source, people: dict[int, list], spec, writer: _VideoWriter, frames: int) -> None:
+    """Second pass over a video file: each of its first ``frames`` frames drawn with ``people[frame]``."""
+    from rlepose.visualize import draw_poses
+
+    capture, _ = _open_video(source)
+    try:
+        for index in range(frames):
+            ok, frame = capture.read()
+            if not ok:
+                break
+            writer.write(draw_poses(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), people.get(index, []), spec))
+    finally:
+        capture.release()
+        writer.close()

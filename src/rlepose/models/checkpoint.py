@@ -121,10 +121,11 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     return path
 
 
-def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
+def read_checkpoint(path: str | Path, trust: bool = False, expand: bool = True) -> Any:
     """Load a ``torch.save``-d file without running code from it (see the module docstring).
 
-    A file written by :func:`save_compact` comes back as a checkpoint with fp32 weights.
+    A file written by :func:`save_compact` comes back as a checkpoint with fp32 weights (as it is
+    stored with ``expand=False``).
 
     Args:
         trust: unpickle everything, which can run code the file contains; only for files whose
@@ -142,11 +143,13 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
     if trust:
         log.warning("unpickling %s fully (trusted): a malicious file could run code", path)
         try:
-            return expand_compact(torch.load(path, map_location="cpu", weights_only=False))
+            data = torch.load(path, map_location="cpu", weights_only=False)
+            return expand_compact(data) if expand else data
         except broken as exc:
             raise _unreadable(path, exc) from None
     try:
-        return expand_compact(torch.load(path, map_location="cpu", weights_only=True))
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        return expand_compact(data) if expand else data
     except pickle.UnpicklingError:
         pass  # foreign metadata objects, or worse: look closer without running anything
     except broken as exc:
@@ -167,6 +170,9 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Any:
 
 
 COMPACT_FORMAT = "rlepose-int8-weights-v1"
+#: what a checkpoint may hold besides its weights and config that inference uses, kept by
+#: :func:`save_compact`: the σ̂ calibration of ``rlepose calibrate``
+CARRIED = ("sigma_calibration",)
 
 
 def save_compact(checkpoint: Mapping, path: str | Path, min_numel: int = 1024) -> Path:
@@ -186,8 +192,9 @@ def save_compact(checkpoint: Mapping, path: str | Path, min_numel: int = 1024) -
             packed[key] = {"int8": q, "scale": scale}
         else:
             packed[key] = value.detach().clone()
+    extra = {k: checkpoint[k] for k in CARRIED if k in checkpoint}
     return save_atomic({"format": COMPACT_FORMAT, "weights": packed,
-                        "hyper_parameters": {"config": checkpoint["hyper_parameters"]["config"]}}, path)
+                        "hyper_parameters": {"config": checkpoint["hyper_parameters"]["config"]}, **extra}, path)
 
 
 def expand_compact(data: Any) -> Any:
@@ -201,7 +208,8 @@ def expand_compact(data: Any) -> Any:
             state[key] = (q.float().reshape(q.shape[0], -1) * scale[:, None]).reshape(q.shape)
         else:
             state[key] = value
-    return {"state_dict": state, "hyper_parameters": dict(data["hyper_parameters"]), "compact": COMPACT_FORMAT}
+    return {"state_dict": state, "hyper_parameters": dict(data["hyper_parameters"]), "compact": COMPACT_FORMAT,
+            **{k: data[k] for k in CARRIED if k in data}}
 
 _WRAPPERS = ("state_dict", "model", "model_state_dict", "module", "net")
 _PREFIXES = ("module.", "model.")

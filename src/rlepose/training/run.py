@@ -383,11 +383,11 @@ def train(cfg: ExperimentConfig, resume: str | None = None, loss=None, **trainer
 def heldout_arrays(module, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
     """On the validation crops of a top-down regression model, without flip: ``mu``, ``sigma``,
     ``target`` (N, K, D) normalized crop units, ``weight`` (N, K), and per crop ``size`` (N, 2)
-    pixels and the object's ``area`` (N,) pixels²."""
+    pixels, the object's ``area`` (N,) pixels² and its ``image_id`` (N,)."""
     loader, _ = val_loader(cfg, keypoint_spec(cfg))
     module.eval()
     device = next(module.parameters()).device
-    parts: dict[str, list] = {k: [] for k in ("mu", "sigma", "target", "weight", "size", "area")}
+    parts: dict[str, list] = {k: [] for k in ("mu", "sigma", "target", "weight", "size", "area", "image_id")}
     for batch in tqdm(loader, desc="held-out crops", unit="batch", file=sys.stderr, leave=False):
         if batch is None:
             continue
@@ -395,7 +395,8 @@ def heldout_arrays(module, cfg: ExperimentConfig) -> dict[str, torch.Tensor]:
             mu, sigma = (t.cpu() for t in module.model(batch["image"].to(device)))
         for key, value in (("mu", mu), ("sigma", sigma), ("target", batch["target"]),
                            ("weight", batch["target_weight"]), ("size", batch["size"]),
-                           ("area", torch.as_tensor(batch["area"]))):
+                           ("area", torch.as_tensor(batch["area"])),
+                           ("image_id", torch.as_tensor(batch["image_id"]))):
             parts[key].append(value)
     return {k: torch.cat(v) for k, v in parts.items()}
 
