@@ -30,7 +30,6 @@ Medians over repeats after warm-up; compare ratios, which are measured in one ru
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path

@@ -127,3 +127,64 @@ def test_drawn_labels_never_overlap():
     apart = [PoseResult([0, 0, 100, 100], kp + 80 * i, np.ones(17), score=0.5) for i in range(2)]
     d = (draw_poses(image, apart, COCO_KEYPOINTS) != draw_poses(image, apart, COCO_KEYPOINTS, label=False)).any(-1)
     assert d[:, :100].any() and d[:, 100:].any()  # people apart: both labelled
+
+
+def test_rendered_sequence_is_tracked_and_smoothed_by_sigma(tmp_path):
+    """A rendered sequence (true joints in every frame) through predict_video with its true boxes
+    as the detector: each person keeps one track id, the offline smoother's poses jitter less than
+    the frames' own (acceleration error against the truth) and are no farther from the truth, the
+    drawn video has every frame, and the JSON says each person's smoothed σ̂."""
+    from rlepose.data.sequences import SequenceConfig, write_sequence
+    from rlepose.hub import SHIPPED_PATH
+
+    video, ann_path = write_sequence(tmp_path, SequenceConfig(frames=24, max_people=2, seed=4))
+    ann = json.loads(ann_path.read_text())
+    by_frame = {}
+    for a in ann["annotations"]:
+        by_frame.setdefault(a["image_id"] - 1, []).append(a)
+    frames = iter(range(24))
+
+    def detector(frame):
+        people = by_frame.get(next(frames), [])
+        return np.array([a["bbox"] for a in people]).reshape(-1, 4), np.ones(len(people))
+
+    predictor = PosePredictor.from_checkpoint(SHIPPED_PATH, precision="fp32", detector=None)
+    runs = {}
+    for smooth in ("none", "offline"):
+        frames = iter(range(24))
+        summary = predict_video(predictor, video, tmp_path / f"{smooth}.json", detector=detector, smooth=smooth,
+                                progress=False, render=tmp_path / "drawn.mp4" if smooth == "offline" else None)
+        runs[smooth] = json.loads((tmp_path / f"{smooth}.json").read_text())
+        assert summary["smooth"] == smooth and summary["frames"] == 24
+    ids = {}
+    errors, accels = {}, {}
+    for smooth, results in runs.items():
+        per_frame = {}
+        for r in results:
+            per_frame.setdefault(r["frame"], []).append(r)
+        track_of = {}
+        for f, people in by_frame.items():
+            for a in people:  # results are ranked by expected OKS: matched to the truth by their box
+                r = min(per_frame[f], key=lambda r: np.abs(np.array(r["bbox"]) - a["bbox"]).sum())
+                track_of.setdefault(a["track_id"], set()).add(r["track_id"])
+                errors.setdefault(smooth, {})[(f, a["track_id"])] = np.reshape(r["keypoints"], (-1, 3))[:, :2]
+        ids[smooth] = track_of
+    assert all(len(t) == 1 for t in ids["offline"].values())  # one track per person, no switches
+    truth_by = {(f, a["track_id"]): np.reshape(a["keypoints"], (-1, 3)) for f, people in by_frame.items() for a in people}
+    for smooth in runs:
+        e, acc = [], []
+        for (f, pid), kp in errors[smooth].items():
+            t = truth_by[(f, pid)]
+            e.append(np.linalg.norm(kp - t[:, :2], axis=-1)[t[:, 2] > 0])
+            if (f - 1, pid) in errors[smooth] and (f + 1, pid) in errors[smooth]:
+                est = errors[smooth][(f + 1, pid)] - 2 * kp + errors[smooth][(f - 1, pid)]
+                true = truth_by[(f + 1, pid)][:, :2] - 2 * t[:, :2] + truth_by[(f - 1, pid)][:, :2]
+                both = (t[:, 2] > 0) & (truth_by[(f + 1, pid)][:, 2] > 0) & (truth_by[(f - 1, pid)][:, 2] > 0)
+                acc.append(np.linalg.norm(est - true, axis=-1)[both])
+        errors[smooth], accels[smooth] = np.concatenate(e).mean(), np.concatenate(acc).mean()
+    assert accels["offline"] < 0.5 * accels["none"] and errors["offline"] < errors["none"] + 0.5
+    assert all(len(r["sigma"]) == 17 and "expected_oks" in r for r in runs["offline"])
+    capture, count = cv2.VideoCapture(str(tmp_path / "drawn.mp4")), 0
+    while capture.read()[0]:
+        count += 1
+    assert count == 24

@@ -191,7 +191,7 @@ def predict_video(predictor, source: str | Path, out_file: str | Path, render: s
     whole frame without one; the crops of ``frames_per_batch`` frames go through the model
     together. ``smooth``: ``auto`` (offline for files, online for cameras), ``online`` (a Kalman
     filter, frame by frame), ``offline`` (the RTS smoother over each whole track, after the last
-    frame), ``none`` (tracks only); ``acceleration``: the motion model's (default
+    frame), ``none`` (tracks only); ``acceleration``: the motion model's (default: the mode's
     :data:`rlepose.inference.temporal.DEFAULT_ACCELERATION`). Results (COCO keypoint format plus
     ``frame``, 0-based, ``time_s`` and ``track_id``) are rewritten to ``out_file`` after every
     batch, so an interrupted run keeps what it did (offline: the raw poses until the smoothed ones
@@ -200,14 +200,14 @@ def predict_video(predictor, source: str | Path, out_file: str | Path, render: s
     frames, persons, tracks, the smoothing, the measured frames per second, and paths."""
     import time
 
-    from rlepose.inference.temporal import DEFAULT_ACCELERATION, SMOOTHING, TemporalPoses
+    from rlepose.inference.temporal import SMOOTHING, TemporalPoses
     from rlepose.visualize import draw_poses
 
     if smooth not in SMOOTHING:
         raise ValueError(f"smooth must be one of {', '.join(SMOOTHING)}, got {smooth!r}")
     capture, camera = _open_video(source)
     smooth = ("online" if camera else "offline") if smooth == "auto" else smooth
-    temporal = TemporalPoses(predictor.spec, smooth, DEFAULT_ACCELERATION if acceleration is None else acceleration)
+    temporal = TemporalPoses(predictor.spec, smooth, acceleration)
     fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
     fps = fps if 0 < fps < 1000 else 30.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not camera else 0

@@ -34,9 +34,10 @@ from rlepose.inference.tracking import PoseTracker, TrackerConfig
 __all__ = ["SMOOTHING", "DEFAULT_ACCELERATION", "TemporalPoses", "smooth_track"]
 
 SMOOTHING = ("auto", "online", "offline", "none")
-#: standard deviation of the random acceleration, per frame², in units of √(box area); chosen on
-#: rendered sequences apart from the benchmark's (benchmarks/video_smoothing.py)
-DEFAULT_ACCELERATION = 0.01
+#: standard deviation of the random acceleration, per frame², in units of √(box area), for each
+#: mode; what benchmarks/video_smoothing.py's tuning chose on rendered sequences apart from those
+#: it reports (the shipped model, calibrated σ̂)
+DEFAULT_ACCELERATION = {"online": 0.007, "offline": 0.015}
 
 
 def _scale(person) -> float:
@@ -65,7 +66,7 @@ def _measurement(person) -> tuple[np.ndarray, np.ndarray]:
 
 
 def smooth_track(people: list, frames: list[int], spec: KeypointSpec,
-                 acceleration: float = DEFAULT_ACCELERATION, velocity_std: float = 10.0) -> list:
+                 acceleration: float = DEFAULT_ACCELERATION["offline"], velocity_std: float = 10.0) -> list:
     """The RTS smoother over one track: ``people`` (its PoseResults) at frame indices ``frames``
     (increasing; gaps are predicted over) → the smoothed people, in the same order."""
     span = frames[-1] - frames[0] + 1
@@ -86,13 +87,16 @@ class TemporalPoses:
 
     :meth:`add` takes a frame's people (in order of frames) and returns them with ``track_id``
     set — filtered already when online. Offline, :meth:`finish` returns every frame's smoothed
-    people once the last frame is in. ``acceleration``: see the module docstring."""
+    people once the last frame is in. ``acceleration``: see the module docstring (None: the
+    mode's :data:`DEFAULT_ACCELERATION`)."""
 
-    def __init__(self, spec: KeypointSpec, smooth: str = "online", acceleration: float = DEFAULT_ACCELERATION,
+    def __init__(self, spec: KeypointSpec, smooth: str = "online", acceleration: float | None = None,
                  tracker: TrackerConfig = TrackerConfig(), velocity_std: float = 10.0) -> None:
         if smooth not in ("online", "offline", "none"):
             raise ValueError(f"smooth must be online, offline or none here (auto is resolved by the caller), "
                              f"got {smooth!r}")
+        if acceleration is None:
+            acceleration = DEFAULT_ACCELERATION.get(smooth, 0.0)
         self.spec, self.smooth, self.acceleration, self.velocity_std = spec, smooth, acceleration, velocity_std
         self.tracker = PoseTracker(spec.sigmas, tracker)
         self.filters: dict[int, tuple[OnlineKalman, int]] = {}
