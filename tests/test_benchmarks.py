@@ -359,3 +359,25 @@ def test_oct_benchmark_small(tmp_path):
         assert r["mean"]["mean_abs_error_px"] == pytest.approx(np.mean([run["mean_abs_error_px"] for run in r["runs"]]))
     text = "\n".join(oct_table("oct.json", data))
     assert "| rle |" in text and "RLE − L1, seed by seed" in text
+
+
+def test_video_smoothing_small(tmp_path):
+    """video_smoothing.py on one short sequence per set: every row scored with its tuned settings."""
+    out = tmp_path / "video.json"
+    run_script("video_smoothing.py", "--seeds", "0", "--sequences", "1", "--frames", "12", "--tune-seed", "5",
+               "--out", str(out))
+    data = json.loads(out.read_text())
+    rows = {r["row"]: r for r in data["rows"]}
+    assert list(rows) == ["raw", "one_euro", "savgol", "kalman_constant", "kalman_sigma", "smoother_sigma"]
+    for r in rows.values():
+        assert r["mean"]["error_px"] > 0 and r["mean"]["accel_px"] >= 0 and 0 <= r["mean"]["ap"] <= 1
+    assert set(rows["one_euro"]["params"]) == {"min_cutoff", "beta"} and rows["raw"]["params"] == {}
+    assert rows["raw"]["mean"]["id_switches"] == rows["smoother_sigma"]["mean"]["id_switches"]  # tracks shared
+
+
+def test_sigma_calibration_small(tmp_path):
+    out = tmp_path / "cal.json"
+    run_script("sigma_calibration.py", "--images", "30", "--out", str(out))
+    data = json.loads(out.read_text())
+    assert [r["level"] for r in data["rows"]] == [0.5, 0.8, 0.95] and len(data["joint_scale"]) == 17
+    assert all(0 <= r["before"] <= 1 and 0 <= r["after"] <= 1 for r in data["rows"])
