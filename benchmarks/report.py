@@ -148,6 +148,11 @@ def video_table(name: str, data: dict) -> list[str]:
                         runs[ours][k]["accel_px"] < runs[other][k]["accel_px"] for k in seeds]
                 goals.append(f"{ours} below {other} on both error and jitter: "
                              f"{'yes' if all(both) else 'no'} (in {sum(both)} of {len(seeds)} seeds)")
+    means = {r["row"]: r["mean"] for r in data["rows"]}
+    if "kalman_sigma" in means and "kalman_constant" in means:
+        a, b = means["kalman_sigma"], means["kalman_constant"]
+        goals.append(f"what σ̂ adds to the same filter (kalman_sigma − kalman_constant): error "
+                     f"{a['error_px'] - b['error_px']:+.3f} px, jitter {a['accel_px'] - b['accel_px']:+.3f} px")
     clip = data.get("posetrack18_clip")
     if clip:
         goals.append(f"PoseTrack18 fixture clip ({clip['clip']}, HOG detector): {clip['offline']['frames']} frames, "
