@@ -33,6 +33,11 @@ def _pm(mean: dict, std: dict, key: str, scale: float = 1.0, digits: int = 1) ->
     return f"{scale * mean[key]:.{digits}f} ± {scale * std.get(key, 0.0):.{digits}f}"
 
 
+def _head(name: str, text: str, columns: list[str]) -> list[str]:
+    """A section's title, its description and the header of its table."""
+    return [f"## {name}", "", text, "", "| " + " | ".join(columns) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+
+
 def _devices(runs: list[dict]) -> str:
     names = sorted({r.get("device", "?") for r in runs})
     return "; ".join(n.replace("|", "/") for n in names)
@@ -78,12 +83,11 @@ def _rle_minus_l1(data: dict, metric: str, scale: float, digits: int, unit: str,
 def one_stage_table(name: str, data: dict) -> list[str]:
     """``benchmarks/one_stage.py``: the one-stage model per loss (Table 2(d))."""
     args = data["args"]
-    lines = [f"## {name}", "", f"`benchmarks/one_stage.py` — `configs/embedded/{data.get('config', '?')}` with only the "
+    lines = _head(name, f"`benchmarks/one_stage.py` — `configs/embedded/{data.get('config', '?')}` with only the "
              f"loss changed, {args['epochs']} epochs (LR ×0.1 at {args['milestones']}), {args['train_images']} training / "
              f"{args['val_images']} held-out rendered images; every person from the whole image, no detector; "
-             "paper: PointSet Anchor on COCO val (Table 2(d))", "",
-             "| row | loss | seeds | AP | AP50 | AP75 | AR | conf/OKS | paper AP | device |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "paper: PointSet Anchor on COCO val (Table 2(d))",
+             ["row", "loss", "seeds", "AP", "AP50", "AP75", "AR", "conf/OKS", "paper AP", "device"])
     for r in data["rows"]:
         m, s = r["mean"], r["std"]
         paper = r.get("paper_AP")
@@ -96,13 +100,12 @@ def one_stage_table(name: str, data: dict) -> list[str]:
 def oct_table(name: str, data: dict) -> list[str]:
     """``benchmarks/oct.py``: retinal layer boundaries per loss (Table 18)."""
     args = data["args"]
-    lines = [f"## {name}", "", f"`benchmarks/oct.py` — `configs/embedded/{data.get('config', '?')}` with only the "
+    lines = _head(name, f"`benchmarks/oct.py` — `configs/embedded/{data.get('config', '?')}` with only the "
              f"loss changed, {args['epochs']} epochs (LR ×0.1 at {args['milestones']}), generated DME-like B-scans: "
              f"{args['subjects']} subjects × {args['scans']} (half for training, half held out); mean absolute "
              "boundary error over every labelled column of the held-out scans; paper: Duke DME, its own network "
-             "(Table 18)", "",
-             "| row | loss | seeds | error (px) | error (µm) | σ̂/error Pearson | paper error | device |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "(Table 18)",
+             ["row", "loss", "seeds", "error (px)", "error (µm)", "σ̂/error Pearson", "paper error", "device"])
     for r in data["rows"]:
         m, s = r["mean"], r["std"]
         paper = r.get("paper_error")
@@ -127,12 +130,11 @@ def oct_table(name: str, data: dict) -> list[str]:
 def video_table(name: str, data: dict) -> list[str]:
     """``benchmarks/video_smoothing.py``: filters over tracked people against the truth."""
     args = data["args"]
-    lines = [f"## {name}", "", f"`benchmarks/video_smoothing.py` — {data['model']} on rendered sequences "
+    lines = _head(name, f"`benchmarks/video_smoothing.py` — {data['model']} on rendered sequences "
              f"(`rlepose.data.sequences`), seeds {args['seeds']} × {args['sequences']} sequences × {args['frames']} "
              f"frames, {data['detector']}; settings tuned on seed {args['tune_seed']} (error + acceleration); "
-             "mean ± std over the seeds", "",
-             "| row | error (px) | acceleration error (px) | AP | ID switches | settings |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "mean ± std over the seeds",
+             ["row", "error (px)", "acceleration error (px)", "AP", "ID switches", "settings"])
     for r in data["rows"]:
         m, s = r["mean"], r["std"]
         params = ", ".join(f"{k} {v}" for k, v in r["params"].items()) or "—"
@@ -163,10 +165,10 @@ def video_table(name: str, data: dict) -> list[str]:
 
 def sigma_calibration_table(name: str, data: dict) -> list[str]:
     """``benchmarks/sigma_calibration.py``: coverage before and after ``rlepose calibrate``."""
-    lines = [f"## {name}", "", f"`benchmarks/sigma_calibration.py` — {data['model']}: fitted on {data['fit']}; "
+    lines = _head(name, f"`benchmarks/sigma_calibration.py` — {data['model']}: fitted on {data['fit']}; "
              f"coverage of each coordinate's central Laplace intervals (scale {data['scale_per_sigma']:.3g}·σ̂ before, "
-             f"× the fitted per-joint scale after) on {data['test']}", "",
-             "| interval | before | after | after − level |", "| --- | --- | --- | --- |"]
+             f"× the fitted per-joint scale after) on {data['test']}",
+             ["interval", "before", "after", "after − level"])
     for r in data["rows"]:
         lines.append(f"| {int(100 * r['level'])}% | {100 * r['before']:.1f}% | {100 * r['after']:.1f}% | "
                      f"{100 * r['after_minus_level']:+.1f} |")
@@ -181,12 +183,11 @@ def sigma_calibration_table(name: str, data: dict) -> list[str]:
 def precision_table(name: str, data: dict) -> list[str]:
     """``benchmarks/precision.py``: fp32, bf16 and int8 inference, accuracy and speed in one run."""
     auto = data["auto"]
-    lines = [f"## {name}", "", f"`benchmarks/precision.py` — {data['cpu']}, {data['threads']} threads, bfloat16 "
+    lines = _head(name, f"`benchmarks/precision.py` — {data['cpu']}, {data['threads']} threads, bfloat16 "
              f"arithmetic: {data['cpu_bf16']}; `auto` here: **{auto['precision']} on {auto['backend']}** "
              f"({auto['reason']}). AP: COCO AP by pycocotools on the held-out crops (true boxes), flip test on; "
-             "speed: people/s through `PosePredictor` on a 640×480 image, crops and decoding included", "",
-             "| model | precision | backend | AP | ΔAP | max Δ px | 1 person | people/s at 32 |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "speed: people/s through `PosePredictor` on a 640×480 image, crops and decoding included",
+             ["model", "precision", "backend", "AP", "ΔAP", "max Δ px", "1 person", "people/s at 32"])
     reference = {}
     for r in data["rows"] + data["speed_rows"]:
         key = (r["model"], r["precision"], r["backend"])

@@ -11,7 +11,7 @@ from rlepose.inference.results import PoseResult
 from rlepose.inference.smoothing import (OnlineKalman, kalman_filter, measurement_variance, one_euro, rts_smoother,
                                          savgol, steady_state_gain)
 from rlepose.inference.temporal import TemporalPoses, smooth_track
-from rlepose.inference.tracking import PoseTracker, TrackerConfig, box_iou
+from rlepose.inference.tracking import PoseTracker, TrackerConfig
 
 
 def posterior(z, r, q, v0_std):
@@ -126,10 +126,6 @@ def _person(x, y, score=0.9, k=17, size=60.0, sigma=1.0):
     base = np.stack([np.linspace(-10, 10, k), np.linspace(-25, 25, k)], 1)
     return PoseResult([x - size / 4, y - size / 2, size / 2, size], base + [x, y], np.full(k, 0.9, np.float32), score,
                       sigma=np.full((k, 2), sigma))
-
-
-def test_box_iou():
-    assert box_iou([[0, 0, 10, 10]], [[5, 0, 10, 10], [20, 20, 5, 5]]).tolist() == [[50 / 150, 0.0]]
 
 
 def test_tracks_keep_their_people_through_order_changes_gaps_and_low_scores():

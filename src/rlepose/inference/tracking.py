@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TrackerConfig", "PoseTracker", "box_iou"]
+from rlepose.inference.detectors import box_iou_xywh
+
+__all__ = ["TrackerConfig", "PoseTracker"]
 
 
 @dataclass(frozen=True)
@@ -30,16 +32,6 @@ class TrackerConfig:
     min_similarity: float = 0.2
     min_score: float = 0.0  # the lowest person score that starts a track
     max_lost: int = 30  # frames a lost track waits to be re-found (about a second at 30 fps)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes ``a`` (M, 4) and ``b`` (N, 4), both (x, y, w, h) → (M, N)."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(-1)
-    union = a[:, None, 2:].prod(-1) + b[None, :, 2:].prod(-1) - inter
-    return inter / np.maximum(union, 1e-9)
 
 
 @dataclass
@@ -79,7 +71,7 @@ class PoseTracker:
             pose, box = track.predicted(frame)
             d2 = ((kps - pose) ** 2).sum(-1)
             oks = np.exp(-d2 / variances / (2 * areas[:, None] + np.spacing(1))).mean(-1)
-            sim[i] = 0.5 * oks + 0.5 * box_iou(box, boxes)[0]
+            sim[i] = 0.5 * oks + 0.5 * box_iou_xywh(box, boxes)[0]
         return sim
 
     def update(self, people: list, frame: int) -> list[int | None]:
