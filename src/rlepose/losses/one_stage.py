@@ -20,7 +20,8 @@ from torch import Tensor, nn
 from rlepose.losses.base import JointLoss
 from rlepose.models.one_stage import OneStageConfig
 
-__all__ = ["assign_locations", "sigmoid_focal_loss", "giou_loss", "one_stage_targets", "one_stage_loss"]
+__all__ = ["assign_locations", "sigmoid_focal_loss", "giou_loss", "one_stage_targets", "detection_loss",
+           "one_stage_loss"]
 
 
 def assign_locations(locations: Tensor, reference: Tensor, level: Tensor, boxes: Tensor, crowd: Tensor,
@@ -90,25 +91,33 @@ def one_stage_targets(out: dict[str, Tensor], batch: dict, centre_radius: float,
     return torch.stack(owners), torch.stack(ignores)
 
 
+def detection_loss(out: dict[str, Tensor], batch: dict, cfg: OneStageConfig = OneStageConfig()
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The person detector's part of the loss: (focal score loss, GIoU box loss, owner (N, L),
+    positive (N, L)); see the module docstring."""
+    owner, ignore = one_stage_targets(out, batch, cfg.centre_radius, cfg.reference_scale)
+    positive = owner >= 0
+    score = sigmoid_focal_loss(out["score_logits"], positive.float())
+    score = (score * (~ignore)).sum() / positive.sum().clamp_min(1)
+    img, loc = torch.nonzero(positive, as_tuple=True)
+    locations, ltrb = out["locations"][loc], out["box_ltrb"][img, loc]
+    pred_box = torch.cat([locations - ltrb[:, :2], locations + ltrb[:, 2:]], -1)
+    box = giou_loss(pred_box, batch["boxes"][img, owner[img, loc]]).mean() if len(loc) else out["box_ltrb"].sum() * 0
+    return score, box, owner, positive
+
+
 def one_stage_loss(out: dict[str, Tensor], batch: dict, joint_loss: JointLoss,
                    cfg: OneStageConfig = OneStageConfig()) -> tuple[Tensor, dict[str, Tensor]]:
     """The loss of the module docstring. ``out``: :meth:`OneStagePoseModel.forward`; ``batch``:
     :func:`rlepose.data.whole_image.collate_people`; ``joint_loss``: the keypoints' loss (its
     flow, for RLE, is the caller's, trained and saved with the model as in the top-down models).
     Returns the total and its parts (``score``, ``box``, ``keypoints``, ``positives``)."""
-    owner, ignore = one_stage_targets(out, batch, cfg.centre_radius, cfg.reference_scale)
-    positive = owner >= 0
-    num_pos = positive.sum()
-    score = sigmoid_focal_loss(out["score_logits"], positive.float())
-    score = (score * (~ignore)).sum() / num_pos.clamp_min(1)
+    score, box, owner, positive = detection_loss(out, batch, cfg)
     img, loc = torch.nonzero(positive, as_tuple=True)
     person = owner[img, loc]
     locations, reference = out["locations"][loc], out["reference"][loc]
-    ltrb = out["box_ltrb"][img, loc]
-    pred_box = torch.cat([locations - ltrb[:, :2], locations + ltrb[:, 2:]], -1)
-    box = giou_loss(pred_box, batch["boxes"][img, person]).mean() if len(loc) else out["box_ltrb"].sum() * 0
     target = (batch["keypoints"][img, person] - locations[:, None]) / reference[:, None, None]
     keypoints = joint_loss(out["mu"][img, loc], out["sigma"][img, loc], target, batch["keypoint_weight"][img, person])
     total = cfg.score_weight * score + cfg.box_weight * box + cfg.keypoint_weight * keypoints
     return total, {"score": score.detach(), "box": box.detach(), "keypoints": keypoints.detach(),
-                   "positives": num_pos.detach().float()}
+                   "positives": positive.sum().detach().float()}

@@ -83,24 +83,27 @@ def _tower(channels: int, convs: int) -> nn.Sequential:
 class DenseHead(nn.Module):
     """Per location: ``score`` (1), ``box`` (4), ``keypoints`` (2K: µ̂) and ``sigma`` (2K: σ̂
     logits), from two towers shared by every level (GroupNorm, so that the levels' statistics
-    do not mix)."""
+    do not mix). ``keypoints=False``: a person detector only (score and box; None for the rest)."""
 
-    def __init__(self, channels: int, num_joints: int, convs: int = 2) -> None:
+    def __init__(self, channels: int, num_joints: int, convs: int = 2, keypoints: bool = True) -> None:
         super().__init__()
         self.num_joints = num_joints
         self.score_tower = _tower(channels, convs)
         self.pose_tower = _tower(channels, convs)
         self.score = nn.Conv2d(channels, 1, 3, padding=1)
         self.box = nn.Conv2d(channels, 4, 3, padding=1)
-        self.keypoints = nn.Conv2d(channels, 2 * num_joints, 3, padding=1)
-        self.sigma = nn.Conv2d(channels, 2 * num_joints, 3, padding=1)
+        self.keypoints = nn.Conv2d(channels, 2 * num_joints, 3, padding=1) if keypoints else None
+        self.sigma = nn.Conv2d(channels, 2 * num_joints, 3, padding=1) if keypoints else None
         for conv in (self.score, self.box, self.keypoints, self.sigma):
-            nn.init.normal_(conv.weight, std=0.01)
-            nn.init.zeros_(conv.bias)
+            if conv is not None:
+                nn.init.normal_(conv.weight, std=0.01)
+                nn.init.zeros_(conv.bias)
         nn.init.constant_(self.score.bias, -math.log(99.0))  # every location starts at p = 0.01 (focal loss)
 
-    def forward(self, feature: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, feature: Tensor) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         s, p = self.score_tower(feature), self.pose_tower(feature)
+        if self.keypoints is None:
+            return self.score(s), self.box(p), None, None
         return self.score(s), self.box(p), self.keypoints(p), self.sigma(p)
 
 
@@ -125,7 +128,8 @@ class OneStagePoseModel(nn.Module):
     #: what :meth:`inference` returns that the exported graph and the backends pass on, in order
     inference_outputs = ("scores", "boxes", "keypoints", "joint_confidence", "sigma")
 
-    def __init__(self, backbone: nn.Module, num_joints: int, cfg: OneStageConfig = OneStageConfig()) -> None:
+    def __init__(self, backbone: nn.Module, num_joints: int, cfg: OneStageConfig = OneStageConfig(),
+                 keypoints: bool = True) -> None:
         super().__init__()
         if not hasattr(backbone, "forward_pyramid"):
             raise ValueError(f"the one-stage model needs a backbone with strides 8, 16 and 32 (ResNets, MobileNetV2); "
@@ -133,7 +137,7 @@ class OneStagePoseModel(nn.Module):
         self.cfg, self.num_joints = cfg, num_joints
         self.backbone = backbone
         self.fpn = FeaturePyramid(backbone.pyramid_channels, cfg.fpn_channels)
-        self.head = DenseHead(cfg.fpn_channels, num_joints, cfg.head_convs)
+        self.head = DenseHead(cfg.fpn_channels, num_joints, cfg.head_convs, keypoints)
 
     def grid(self, sizes: list[tuple[int, int]], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
         """Locations (L, 2), reference scales (L,) and levels (L,) of feature maps of ``sizes``
@@ -149,20 +153,31 @@ class OneStagePoseModel(nn.Module):
             level.append(torch.full((h * w,), lvl, device=device, dtype=torch.long))
         return torch.cat(locations), torch.cat(reference), torch.cat(level)
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
+    def dense(self, images: Tensor) -> tuple[dict[str, Tensor], list[Tensor]]:
+        """:meth:`forward`'s outputs and the pyramid (P3, P4, P5) they were computed from
+        (without keypoints, ``mu`` and ``sigma`` are left out)."""
         pyramid = self.fpn(self.backbone.forward_pyramid(images))
         parts = [self.head(p) for p in pyramid]
         locations, reference, level = self.grid([tuple(p.shape[-2:]) for p in pyramid], images.device)
         ref = reference[None, :, None]
         score = torch.cat([_flatten(s, 1)[..., 0, 0] for s, _, _, _ in parts], 1)
         box = torch.cat([_flatten(b, 4)[:, :, 0] for _, b, _, _ in parts], 1)
-        mu = torch.cat([_flatten(m, 2) for _, _, m, _ in parts], 1)
-        sigma = torch.cat([_flatten(s, 2) for _, _, _, s in parts], 1)
-        return {"score_logits": score.float(),
-                # half the reference at a zero output: a person of the level's size
-                "box_ltrb": torch.exp(box.float().clamp(-8.0, 8.0)) * ref * 0.5,
-                "mu": mu.float(), "sigma": torch.sigmoid(sigma.float()),
-                "locations": locations, "reference": reference, "level": level}
+        out = {"score_logits": score.float(),
+               # half the reference at a zero output: a person of the level's size
+               "box_ltrb": torch.exp(box.float().clamp(-8.0, 8.0)) * ref * 0.5,
+               "locations": locations, "reference": reference, "level": level}
+        if self.head.keypoints is not None:
+            out["mu"] = torch.cat([_flatten(m, 2) for _, _, m, _ in parts], 1).float()
+            out["sigma"] = torch.sigmoid(torch.cat([_flatten(s, 2) for _, _, _, s in parts], 1).float())
+        return out, pyramid
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        return self.dense(images)[0]
+
+    def boxes(self, out: dict[str, Tensor]) -> Tensor:
+        """Every location's box (N, L, 4) as (x1, y1, x2, y2) input pixels, from :meth:`forward`'s outputs."""
+        loc, ltrb = out["locations"][None], out["box_ltrb"]
+        return torch.cat([loc - ltrb[..., :2], loc + ltrb[..., 2:]], -1)
 
     @torch.no_grad()
     def inference(self, images: Tensor) -> dict[str, Tensor]:
@@ -177,8 +192,7 @@ class OneStagePoseModel(nn.Module):
         People are picked from these by :func:`rlepose.inference.one_stage.decode_people`."""
         out = self(images)
         loc, ref = out["locations"][None], out["reference"][None, :, None]
-        ltrb = out["box_ltrb"]
-        boxes = torch.cat([loc - ltrb[..., :2], loc + ltrb[..., 2:]], -1)
+        boxes = self.boxes(out)
         keypoints = loc[:, :, None] + out["mu"] * ref[..., None]
         sigma = out["sigma"]
         return {"scores": torch.sigmoid(out["score_logits"]), "boxes": boxes, "keypoints": keypoints,
