@@ -102,10 +102,10 @@ def test_shipped_configs_load_and_build(path):
     from rlepose.training.boundaries import BoundaryModule
     from rlepose.training.lifting import LiftingModule
     from rlepose.training.module import PoseModule
-    from rlepose.training.one_stage import OneStageModule
+    from rlepose.training.one_stage import OneStageModule, RCNNModule
 
     cfg = load_config(path)
-    modules = {"lifting": LiftingModule, "one_stage": OneStageModule, "boundaries": BoundaryModule}
+    modules = {"lifting": LiftingModule, "one_stage": OneStageModule, "rcnn": RCNNModule, "boundaries": BoundaryModule}
     module = modules.get(cfg.task, PoseModule).from_config(cfg)
     dim = {"lifting": 3, "boundaries": 1}.get(cfg.task, cfg.model.dim)
     if "rle" in path.stem:

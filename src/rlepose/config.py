@@ -16,6 +16,7 @@ from rlepose.data.keypoints import COCO_KEYPOINTS, MPII_KEYPOINTS, KeypointSpec
 from rlepose.data.transforms import TransformConfig
 from rlepose.models.boundaries import BoundaryConfig
 from rlepose.models.one_stage import OneStageConfig
+from rlepose.models.rcnn import RCNNConfig
 from rlepose.models.pose_model import ModelConfig
 
 __all__ = ["LossConfig", "upgrade_loss_section", "DataConfig", "TrainConfig", "LiftingConfig",
@@ -204,7 +205,9 @@ class LiftingConfig:
 @dataclass(frozen=True)
 class ExperimentConfig:
     """``task``: topdown (crops → 2-D or 3-D keypoints), one_stage (whole images → every
-    person's box and keypoints, :mod:`rlepose.models.one_stage`), lifting (2-D joints → 3-D) or
+    person's box and keypoints, :mod:`rlepose.models.one_stage`), rcnn (whole images → people
+    found by the model's own detector, then each person's keypoints from its region of the feature
+    pyramid, :mod:`rlepose.models.rcnn`; detector settings in ``one_stage``), lifting (2-D joints → 3-D) or
     boundaries (OCT B-scans → every layer boundary's depth per column, one-dimensional targets,
     :mod:`rlepose.models.boundaries`)."""
 
@@ -213,6 +216,7 @@ class ExperimentConfig:
     model: ModelConfig = ModelConfig()
     lifting: LiftingConfig = LiftingConfig()
     one_stage: OneStageConfig = OneStageConfig()
+    rcnn: RCNNConfig = RCNNConfig()
     boundaries: BoundaryConfig = BoundaryConfig()
     loss: LossConfig = LossConfig()
     data: DataConfig = DataConfig()
@@ -249,7 +253,8 @@ class ExperimentConfig:
         return tc.epochs // 2
 
 
-_SECTIONS = {"model": ModelConfig, "lifting": LiftingConfig, "one_stage": OneStageConfig, "boundaries": BoundaryConfig,
+_SECTIONS = {"model": ModelConfig, "lifting": LiftingConfig, "one_stage": OneStageConfig, "rcnn": RCNNConfig,
+             "boundaries": BoundaryConfig,
              "loss": LossConfig, "data": DataConfig,
              "transform": TransformConfig, "train": TrainConfig}
 
@@ -309,16 +314,17 @@ def config_from_dict(d: dict) -> ExperimentConfig:
         cfg.loss.loss_class()  # checks the name
     if cfg.loss.beta != LossConfig.beta and cfg.loss.name != "rle_calibrated":
         raise ConfigError(f"loss.beta is a setting of rle_calibrated, not of {cfg.loss.name}")
-    if cfg.task not in ("topdown", "one_stage", "lifting", "boundaries"):
-        raise ConfigError(f"unknown task {cfg.task!r}: topdown, one_stage, lifting or boundaries")
+    if cfg.task not in ("topdown", "one_stage", "rcnn", "lifting", "boundaries"):
+        raise ConfigError(f"unknown task {cfg.task!r}: topdown, one_stage, rcnn, lifting or boundaries")
     if (cfg.task == "boundaries") != (cfg.data.format == "dme"):
         raise ConfigError(f"task boundaries reads data.format dme, and only it does (got task {cfg.task!r}, "
                           f"data.format {cfg.data.format!r})")
     if cfg.task == "boundaries" and (cfg.loss.name == "heatmap_mse" or cfg.data.annotator not in (1, 2)):
         raise ConfigError(f"task boundaries trains with a regression loss and data.annotator 1 or 2; got loss "
                           f"{cfg.loss.name!r}, annotator {cfg.data.annotator}")
-    if cfg.task == "one_stage" and (cfg.loss.name == "heatmap_mse" or cfg.data.format != "coco" or cfg.model.dim != 2):
-        raise ConfigError("task one_stage trains 2-D keypoints from COCO-format files (data.format: coco) with a "
+    if cfg.task in ("one_stage", "rcnn") and (cfg.loss.name == "heatmap_mse" or cfg.data.format != "coco"
+                                              or cfg.model.dim != 2):
+        raise ConfigError(f"task {cfg.task} trains 2-D keypoints from COCO-format files (data.format: coco) with a "
                           f"regression loss; got loss {cfg.loss.name!r}, data.format {cfg.data.format!r}, "
                           f"model.dim {cfg.model.dim}")
     cfg.flow_warmup_epochs()  # validates

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from rlepose.models.one_stage import OneStagePoseModel
 from rlepose.models.pose_model import TopDownPoseModel
+from rlepose.models.rcnn import RCNNPoseModel
 
 __all__ = ["InferenceGraph", "torchscript_onnx_export", "export_onnx", "read_onnx_metadata", "cached_onnx", "export_checkpoint"]
 
@@ -26,7 +27,7 @@ class InferenceGraph(nn.Module):
     """``images →`` the model's ``inference_outputs``: ``(keypoints, joint_confidence)`` for
     every top-down head, the dense outputs for a one-stage model."""
 
-    def __init__(self, model: TopDownPoseModel | OneStagePoseModel) -> None:
+    def __init__(self, model: TopDownPoseModel | OneStagePoseModel | RCNNPoseModel) -> None:
         super().__init__()
         self.model = model
 
@@ -49,7 +50,7 @@ def torchscript_onnx_export(module: nn.Module, args: tuple, path: str | Path, **
         torch.onnx.export(module, args, str(path), dynamo=False, **kwargs)
 
 
-def export_onnx(model: TopDownPoseModel | OneStagePoseModel, path: str | Path, input_size: tuple[int, int],
+def export_onnx(model: TopDownPoseModel | OneStagePoseModel | RCNNPoseModel, path: str | Path, input_size: tuple[int, int],
                 metadata: dict, opset: int = 17) -> Path:
     """Write the inference graph of ``model`` to ``path`` with dynamic batch and ``metadata``;
     its outputs are named as ``model.inference_outputs``."""
@@ -163,7 +164,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path | None = None, tru
 
     meta.setdefault("int8_calibration", calibration_key(calibration, calibration_count))
     crops = calibration_crops(calibration, loaded.input_size, calibration_count,
-                              whole_images=loaded.config.task == "one_stage")
+                              whole_images=loaded.config.task in ("one_stage", "rcnn"))
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(loaded.model, Path(tmp) / "fp32.onnx", loaded.input_size, meta)
         return quantize_onnx(fp32, out, crops)

@@ -15,6 +15,7 @@ from rlepose.data.keypoints import KeypointSpec
 from rlepose.models.checkpoint import read_checkpoint
 from rlepose.models.one_stage import OneStagePoseModel, build_one_stage_model
 from rlepose.models.pose_model import TopDownPoseModel, build_pose_model
+from rlepose.models.rcnn import RCNNPoseModel, build_rcnn_model
 
 __all__ = ["LoadedPoseModel", "load_pose_model"]
 
@@ -25,7 +26,7 @@ class LoadedPoseModel:
     ``sigma_calibration``: what ``rlepose calibrate`` stored with the checkpoint (``joint_scale``
     (K,) and how it was fitted), None when it was not calibrated."""
 
-    model: TopDownPoseModel | OneStagePoseModel
+    model: TopDownPoseModel | OneStagePoseModel | RCNNPoseModel
     config: ExperimentConfig
     spec: KeypointSpec
     input_size: tuple[int, int]
@@ -51,8 +52,12 @@ def load_pose_model(path: str | Path, trust: bool = False) -> LoadedPoseModel:
     if cfg.task == "boundaries":
         raise ValueError(f"{path} is a boundary model (OCT B-scans): `rlepose predict` and "
                          "rlepose.inference.boundaries run it; pose inference and export take pose models")
-    model = (build_one_stage_model(cfg.model.backbone, cfg.model.num_joints, cfg.one_stage) if cfg.task == "one_stage"
-             else build_pose_model(cfg.model))
+    if cfg.task == "one_stage":
+        model = build_one_stage_model(cfg.model.backbone, cfg.model.num_joints, cfg.one_stage)
+    elif cfg.task == "rcnn":
+        model = build_rcnn_model(cfg.model.backbone, cfg.model.num_joints, cfg.rcnn, cfg.one_stage)
+    else:
+        model = build_pose_model(cfg.model)
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)
     return LoadedPoseModel(model.eval(), cfg, keypoint_spec(cfg), tuple(cfg.transform.input_size),

@@ -40,7 +40,7 @@ def sigma_scale(config, joint_scale=None) -> np.ndarray | None:
     fitted calibration (``rlepose calibrate``), when given. None for heatmap models (no σ̂)."""
     from rlepose.losses import laplace_scale_per_sigma
 
-    if config.model.head == "heatmap" and config.task != "one_stage":
+    if (config.task == "topdown" and config.model.head == "heatmap") or (config.task == "rcnn" and config.rcnn.head == "heatmap"):
         return None
     c = laplace_scale_per_sigma(config.loss.name, config.loss.q) or 1.0
     scale = np.full(config.model.num_joints, c)
@@ -139,7 +139,7 @@ class PosePredictor:
                    detector, box_threshold: float, joint_scale=None) -> "PosePredictor":
         """The predictor for ``config``'s task around ``runner``: this class for a top-down model,
         :class:`OneStagePredictor` for a one-stage one; ``joint_scale``: a fitted σ̂ calibration."""
-        if config.task == "one_stage":
+        if config.task in ("one_stage", "rcnn"):
             return OneStagePredictor(runner, spec, input_size, config.one_stage, backend_name=backend_name,
                                      box_threshold=box_threshold, sigma_scale=sigma_scale(config, joint_scale))
         return cls(runner, spec, input_size, flip_test, backend_name=backend_name, detector=detector,
@@ -307,7 +307,8 @@ class OneStagePredictor(PosePredictor):
             keep = p["box_score"] >= self.box_threshold
             p = {k: v[keep] for k, v in p.items()}
             xywh = np.concatenate([p["boxes"][:, :2], p["boxes"][:, 2:] - p["boxes"][:, :2]], 1)
-            scale_px = p["sigma"] * self.sigma_scale[:, None]
+            scale_px = (p["sigma"] * self.sigma_scale[:, None] if self.sigma_scale is not None
+                        else [None] * len(xywh))
             believed = self._expected_oks(scale_px, xywh)
             results.append([PoseResult(box.tolist(), kp, c, float(s), float(bs), e, b)
                             for box, kp, c, s, bs, e, b in zip(xywh, p["keypoints"], p["joint_confidence"],

@@ -62,8 +62,7 @@ def roi_align(features: Tensor, rois: Tensor, output_size: tuple[int, int], spat
     x = x1[:, None, None] + steps_x[None, None, :] * (rw / pw)[:, None, None]  # (R, 1, pw·s)
     flat = features.permute(0, 2, 3, 1).reshape(n * h * w, c)
     samples = _bilinear(flat, h, w, rois[:, 0].long(), y, x)  # (R, ph·s, pw·s, C)
-    r = len(rois)
-    samples = samples.reshape(r, ph, sampling_ratio, pw, sampling_ratio, c).mean((2, 4))
+    samples = samples.reshape(-1, ph, sampling_ratio, pw, sampling_ratio, c).mean((2, 4))
     return samples.permute(0, 3, 1, 2)
 
 

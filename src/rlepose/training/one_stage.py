@@ -1,5 +1,6 @@
-"""The LightningModule of the one-stage model: network + joint loss (+ RLE's flow) trained with
-the one-stage targets (:mod:`rlepose.losses.one_stage`); validation decodes every image's people
+"""The LightningModules of the whole-image models: the one-stage model (network + joint loss, +
+RLE's flow, trained with the one-stage targets, :mod:`rlepose.losses.one_stage`) and the
+end-to-end top-down model (:mod:`rlepose.losses.rcnn`); validation decodes every image's people
 and runs COCO evaluation at epoch end."""
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from rlepose.losses.one_stage import one_stage_loss
 from rlepose.models.one_stage import build_one_stage_model
 from rlepose.training.module import ImageModule, gather_outputs, skip_nonfinite
 
-__all__ = ["OneStageModule"]
+__all__ = ["OneStageModule", "RCNNModule"]
 
 
 class OneStageModule(ImageModule):
@@ -26,7 +27,7 @@ class OneStageModule(ImageModule):
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.cfg: ExperimentConfig = config_from_dict(config)
-        self.model = build_one_stage_model(self.cfg.model.backbone, self.cfg.model.num_joints, self.cfg.one_stage)
+        self.model = self.build_model()
         if self.cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss = loss if loss is not None else self.cfg.loss.build(2)
@@ -37,12 +38,19 @@ class OneStageModule(ImageModule):
         self.last_results: list = []
         self.nonfinite_batches = 0
 
+    def build_model(self) -> torch.nn.Module:
+        return build_one_stage_model(self.cfg.model.backbone, self.cfg.model.num_joints, self.cfg.one_stage)
+
+    def loss_of(self, images, batch) -> tuple[torch.Tensor, dict]:
+        """The training loss of a batch and its logged parts."""
+        out = self._compiled(images) if self._compiled is not None else self.model(images)
+        return one_stage_loss(out, batch, self.loss, self.cfg.one_stage)
+
     def training_step(self, batch, batch_idx):
         if batch is None:
             return None
         images = self._images(batch)
-        out = self._compiled(images) if self._compiled is not None else self.model(images)
-        loss, parts = one_stage_loss(out, batch, self.loss, self.cfg.one_stage)
+        loss, parts = self.loss_of(images, batch)
         if not torch.isfinite(loss):
             return skip_nonfinite(self, loss)
         n = images.shape[0]
@@ -70,3 +78,20 @@ class OneStageModule(ImageModule):
         for name, value in metrics.items():
             if np.isfinite(value):
                 self.log(f"val/{name}", float(value), sync_dist=True)
+
+
+class RCNNModule(OneStageModule):
+    """The end-to-end top-down model (:mod:`rlepose.models.rcnn`): trained with
+    :func:`rlepose.losses.rcnn.rcnn_loss` (detector + keypoint head on the model's own
+    proposals); its inference has the one-stage model's outputs (one row per detection), so
+    validation and evaluation are the one-stage module's."""
+
+    def build_model(self) -> torch.nn.Module:
+        from rlepose.models.rcnn import build_rcnn_model
+
+        return build_rcnn_model(self.cfg.model.backbone, self.cfg.model.num_joints, self.cfg.rcnn, self.cfg.one_stage)
+
+    def loss_of(self, images, batch) -> tuple[torch.Tensor, dict]:
+        from rlepose.losses.rcnn import rcnn_loss
+
+        return rcnn_loss(self.model, images, batch, self.loss)

@@ -28,7 +28,7 @@ from rlepose.config import DataConfig, ExperimentConfig, LossConfig, config_to_d
 from rlepose.training.boundaries import BoundaryModule
 from rlepose.training.lifting import LiftingModule, lifting_tensors
 from rlepose.training.module import PoseModule
-from rlepose.training.one_stage import OneStageModule
+from rlepose.training.one_stage import OneStageModule, RCNNModule
 from rlepose.files import write_json
 
 __all__ = ["load_split", "ResumableLoader", "AtomicCheckpointIO", "val_loader", "checkpoint_paths",
@@ -168,7 +168,7 @@ def _depth_range(cfg: ExperimentConfig) -> float | None:
 
 
 def _whole_images(cfg: ExperimentConfig, spec: KeypointSpec, split: str) -> WholeImageDataset:
-    """The one-stage model's images of ``split`` ('train': augmented, seeded)."""
+    """The whole-image models' images of ``split`` ('train': augmented, seeded)."""
     d, t, train = cfg.data, cfg.transform, split == "train"
     ann, images = (d.path(d.train_ann), d.path(d.train_images)) if train else (d.path(d.val_ann), d.path(d.val_images))
     transform = WholeImageTransform(t.input_size, spec, train, scale_factor=t.scale_factor,
@@ -179,7 +179,7 @@ def _whole_images(cfg: ExperimentConfig, spec: KeypointSpec, split: str) -> Whol
 
 def val_loader(cfg: ExperimentConfig, spec: KeypointSpec):
     """The validation loader and its evaluator."""
-    if cfg.task == "one_stage":
+    if cfg.task in ("one_stage", "rcnn"):
         dataset = _whole_images(cfg, spec, "val")
         loader = DataLoader(dataset, batch_size=cfg.data.val_batch_size, shuffle=False,
                             num_workers=cfg.data.num_workers, collate_fn=collate_people)
@@ -353,8 +353,9 @@ def train(cfg: ExperimentConfig, resume: str | None = None, loss=None, **trainer
         return _train_boundaries(cfg, resume, loss, **trainer_kwargs)
     out_dir = _start(cfg)
     spec = keypoint_spec(cfg)
-    if cfg.task == "one_stage":
-        train_set, collate, module_class = _whole_images(cfg, spec, "train"), collate_people, OneStageModule
+    if cfg.task in ("one_stage", "rcnn"):
+        module_class = RCNNModule if cfg.task == "rcnn" else OneStageModule
+        train_set, collate = _whole_images(cfg, spec, "train"), collate_people
     else:
         train_instances, _ = load_split(cfg, spec, "train")
         train_set = TopDownDataset(train_instances, TopDownTransform(cfg.transform, spec, train=True, uint8=True),
@@ -447,7 +448,7 @@ def load_module(checkpoint: str | Path, cfg: ExperimentConfig | None = None, tru
     (:func:`rlepose.models.checkpoint.read_checkpoint`)."""
     ckpt = read_checkpoint(checkpoint, trust=trust)
     config = config_to_dict(cfg) if cfg is not None else ckpt["hyper_parameters"]["config"]
-    module = {"lifting": LiftingModule, "one_stage": OneStageModule,
+    module = {"lifting": LiftingModule, "one_stage": OneStageModule, "rcnn": RCNNModule,
               "boundaries": BoundaryModule}.get(config.get("task"), PoseModule)(config)
     module.load_state_dict(ckpt["state_dict"])
     return module
