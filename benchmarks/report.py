@@ -127,6 +127,28 @@ def oct_table(name: str, data: dict) -> list[str]:
     return lines
 
 
+def swept_table(name: str, data: dict) -> list[str]:
+    """``benchmarks/rcnn.py``: rows whose keypoint weight was chosen by a sweep on tuning images."""
+    args = data["args"]
+    lines = _head(name, f"`benchmarks/rcnn.py` — `configs/embedded/{data['config']}` with only the head or loss and "
+                        f"its keypoint weight changed, {args['epochs']} epochs (LR ×0.1 at {args['milestones']}), "
+                        f"{args['train_images']} training images; each row's weight by the AP of seed {args['seeds'][0]} "
+                        f"on {data['tune']}; AP on {data['test']}",
+                  ["row", "keypoint weight", "seeds", "AP", "AP50", "AP75", "AR", "paper AP", "sweep (weight: AP)"])
+    for r in data["rows"]:
+        m, s = r["mean"], r["std"]
+        sweep = ", ".join(f"{x['weight']:g}: {100 * x['AP']:.1f}" for x in r.get("sweep", []))
+        lines.append(f"| {r['row']} | {r['loss']['keypoint_weight']:g} | {len(r['runs'])} | {_pm(m, s, 'AP', 100)} | "
+                     f"{_pm(m, s, 'AP50', 100)} | {_pm(m, s, 'AP75', 100)} | {_pm(m, s, 'AR', 100)} | "
+                     f"{r.get('paper_AP') or '—'} | {sweep} |")
+    means = {r["row"]: r["mean"]["AP"] for r in data["rows"]}
+    if {"rle", "heatmap"} <= set(means):
+        lead = 100 * (means["rle"] - means["heatmap"])
+        lines += ["", f"RLE − heatmap: {lead:+.1f} AP (paper, Table 2(c): +0.7); RLE's lead "
+                      f"{'holds' if lead > 0 else 'does not hold'} here."]
+    return lines
+
+
 def video_table(name: str, data: dict) -> list[str]:
     """``benchmarks/video_smoothing.py``: filters over tracked people against the truth."""
     args = data["args"]
@@ -300,6 +322,8 @@ def section(path: Path) -> list[str]:
         return toy_table(name, data)
     if name.startswith("calibration"):
         return calibration_table(name, data)
+    if (name.startswith("rcnn") or name.startswith("one_stage_l1_swept")) and "rows" in data:
+        return swept_table(name, data)
     if name.startswith("sigma_calibration"):
         return sigma_calibration_table(name, data)
     if name.startswith("video_smoothing"):

@@ -381,3 +381,21 @@ def test_sigma_calibration_small(tmp_path):
     data = json.loads(out.read_text())
     assert [r["level"] for r in data["rows"]] == [0.5, 0.8, 0.95] and len(data["joint_scale"]) == 17
     assert all(0 <= r["before"] <= 1 and 0 <= r["after"] <= 1 for r in data["rows"])
+
+
+def test_rcnn_benchmark_small(tmp_path):
+    """Table 2(c) in miniature: each head's keypoint weight from a sweep on tuning images that
+    are neither trained on nor the test images, then the rows on the test images."""
+    out = tmp_path / "rcnn.json"
+    run_script("rcnn.py", "--seeds", "0", "--weights", "1", "3", "--epochs", "1", "--milestones", "[1]",
+               "--train-images", "8", "--test-images", "4", "--tune-images", "4", "--workers", "0",
+               "--dir", str(tmp_path / "r"), "--out", str(out))
+    data = json.loads(out.read_text())
+    assert [r["row"] for r in data["rows"]] == ["heatmap", "rle"]
+    for r in data["rows"]:
+        assert [x["weight"] for x in r["sweep"]] == [1.0, 3.0]
+        assert r["loss"]["keypoint_weight"] == max(r["sweep"], key=lambda x: x["AP"])["weight"]
+        assert [run["seed"] for run in r["runs"]] == [0] and 0 <= r["mean"]["AP"] <= 1
+    tune = json.loads((tmp_path / "r" / "tune" / "val.json").read_text())
+    test = json.loads((tmp_path / "r" / "data" / "val.json").read_text())
+    assert tune["info"]["config"]["seed"] != test["info"]["config"]["seed"]
