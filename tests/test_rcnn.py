@@ -136,3 +136,26 @@ def test_trained_model_predicts_people_without_a_detector_and_exports(trained, t
                  "--box-threshold", "0", "--render", str(tmp_path / "drawn")]) == 0
     assert all(len(r["keypoints"]) == 51 for r in json.loads(out.read_text()))
     assert (tmp_path / "drawn" / "val_000000.jpg").is_file()
+
+
+def test_the_demo_config_is_the_config_file(tmp_path):
+    from rlepose.config import config_to_dict, load_config
+    from rlepose.demo import one_stage_config
+
+    in_code = one_stage_config(tmp_path, seed=2, task="rcnn")
+    from_file = load_config("configs/embedded/rcnn_res18_rle.yaml", [
+        f"data.root={tmp_path / 'data'}", f"train.out_dir={tmp_path / 'runs'}", "train.seed=2"])
+    assert config_to_dict(in_code) == config_to_dict(from_file)
+
+
+def test_demo_shows_the_model_finding_and_posing_people(trained, tmp_path, capsys):
+    import cv2
+
+    checkpoints, _ = trained
+    out = tmp_path / "demo"
+    assert main(["demo", "--rcnn", "--model", str(checkpoints["rle"]), "--val-images", "8", "--out", str(out)]) == 0
+    assert "found by its own detector" in capsys.readouterr().out
+    assert cv2.imread(str(out / "rcnn_predictions.png")).shape == (2 * 256, 4 * 256, 3)
+    assert 0.0 <= json.loads((out / "rcnn_metrics.json").read_text())["metrics"]["AP"] <= 1.0
+    assert main(["demo", "--rcnn", "--one-stage"]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -97,6 +97,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from rlepose.demo import SHIPPED_MODEL, SHIPPED_ONE_STAGE_MODEL, run_demo, run_one_stage_demo, run_shipped_demo
 
+    if args.one_stage and args.rcnn:
+        raise ValueError("--one-stage or --rcnn, not both")
+    if args.rcnn:
+        if args.compare:
+            raise ValueError("--compare trains top-down models; `benchmarks/rcnn.py` compares the two heads")
+        # no trained model ships for it: trained from scratch unless --model, small enough for minutes
+        epochs = args.epochs if args.epochs is not None else 6
+        train_images = args.train_images if args.train_images is not None else 600
+        summary = run_one_stage_demo(args.out, args.val_images, args.model, train_images, epochs, args.seed, task="rcnn")
+        what = (f"The model {args.model}" if args.model else
+                f"An end-to-end top-down RLE model trained from scratch ({epochs} epochs on {train_images} images)")
+        print(f"\n{what}: every person of the {args.val_images} held-out images found by its own detector, "
+              f"{summary['seconds']:.0f} s:")
+        print("  " + _summary(summary["metrics"]))
+        for key in ("checkpoint", "picture", "metrics_file", "data"):
+            print(f"  {key:>12}: {summary[key]}")
+        return 0
+    if args.train_images is None:
+        args.train_images = 3000
     if args.one_stage:
         if args.compare:
             raise ValueError("--compare trains top-down models; `benchmarks/one_stage.py` compares one-stage losses")
@@ -471,9 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="evaluate the shipped RLE model on the embedded held-out images and draw "
                                        "(seconds); --train trains one from scratch (CPU, minutes)")
     demo.add_argument("--out", default="outputs/demo")
-    demo.add_argument("--train-images", type=int, default=3000)
+    demo.add_argument("--train-images", type=int, help="rendered training images (default 3000; 600 with --rcnn)")
     demo.add_argument("--val-images", type=int, default=300)
-    demo.add_argument("--epochs", type=int, help="training epochs (default 4; 12 with --one-stage)")
+    demo.add_argument("--epochs", type=int, help="training epochs (default 4; 12 with --one-stage, 6 with --rcnn)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--compare", metavar="LOSS", nargs="+", default=[],
                       help="(implies --train) also train these losses (e.g. laplace_nll l1 heatmap_mse) the same "
@@ -485,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--one-stage", action="store_true",
                       help="the one-stage model: every person from the whole image, no detector (the shipped one, "
                            "--model, or with --train one trained from scratch: CPU, about 8 min)")
+    demo.add_argument("--rcnn", action="store_true",
+                      help="the end-to-end top-down model (Table 2(c)): its own detector, RoIAlign, the RLE head; "
+                           "trained from scratch (CPU, about 8 min), or --model")
     demo.set_defaults(func=cmd_demo)
 
     pr = sub.add_parser("predict", help="poses on images, folders, videos or a camera (top-down models with a detector "

@@ -169,14 +169,17 @@ def run_demo(out_dir: str | Path = "outputs/demo", train_images: int = 3000, val
 
 
 def one_stage_config(out_dir: Path, epochs: int = 12, seed: int = 0, loss: str = "rle", train_images: int = 3000,
-                     val_images: int = 300, name: str = "embedded_one_stage_res18_rle") -> ExperimentConfig:
-    """The one-stage model of ``configs/embedded/one_stage_res18_rle.yaml`` (the same settings: a
-    test keeps them equal) on the embedded data rendered under ``out_dir/data``; the learning
-    rate drops ×0.1 two epochs before the end."""
+                     val_images: int = 300, name: str | None = None, task: str = "one_stage") -> ExperimentConfig:
+    """The whole-image model of ``configs/embedded/one_stage_res18_rle.yaml`` (``task="rcnn"``:
+    of ``configs/embedded/rcnn_res18_rle.yaml``; the same settings: tests keep them equal) on the
+    embedded data rendered under ``out_dir/data``; the learning rate drops ×0.1 two epochs before
+    the end."""
+    sections = {"rcnn": {"head": "rle", "roi_size": 14, "keypoint_convs": 8, "keypoint_channels": 64}} \
+        if task == "rcnn" else {}
     return config_from_dict({
-        "name": name, "task": "one_stage",
+        "name": name or f"embedded_{task}_res18_rle", "task": task,
         "model": {"backbone": "resnet18_0.5", "num_joints": 17},
-        "one_stage": {"fpn_channels": 64, "head_convs": 2},
+        "one_stage": {"fpn_channels": 64, "head_convs": 2}, **sections,
         "loss": {"name": loss},
         "data": {"format": "coco", "root": str(out_dir / "data"), "rendered": [train_images, val_images],
                  "train_ann": "train.json", "train_images": "train", "val_ann": "val.json", "val_images": "val",
@@ -195,9 +198,10 @@ SHIPPED_ONE_STAGE_MODEL = SHIPPED_ONE_STAGE_PATH
 
 def run_one_stage_demo(out_dir: str | Path = "outputs/demo", val_images: int = 300,
                        checkpoint: str | Path | None = SHIPPED_ONE_STAGE_MODEL, train_images: int = 3000,
-                       epochs: int = 12, seed: int = 0) -> dict:
-    """The one-stage model on the held-out images: the ``checkpoint`` evaluated (COCO AP of every
-    person found in the whole images), or with ``checkpoint=None`` one trained from scratch first
+                       epochs: int = 12, seed: int = 0, task: str = "one_stage") -> dict:
+    """A whole-image model (``task``: ``one_stage``, or ``rcnn`` for the end-to-end top-down
+    model) on the held-out images: the ``checkpoint`` evaluated (COCO AP of every person found in
+    the whole images), or with ``checkpoint=None`` one trained from scratch first
     (:func:`one_stage_config`, CPU, minutes); draws its people on the first 8 images."""
     import time
 
@@ -207,23 +211,24 @@ def run_one_stage_demo(out_dir: str | Path = "outputs/demo", val_images: int = 3
     start = time.perf_counter()
     logging.getLogger("lightning").setLevel(logging.ERROR)
     if checkpoint is None:
-        cfg = one_stage_config(out_dir, epochs, seed, train_images=train_images, val_images=val_images)
+        cfg = one_stage_config(out_dir, epochs, seed, train_images=train_images, val_images=val_images, task=task)
         module, trainer = train(cfg)
         checkpoint, metrics = checkpoint_paths(trainer)["last"], module.last_metrics
     else:
         if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"one-stage model not found: {checkpoint}; `rlepose demo --one-stage --train` "
-                                    "trains one")
+            raise FileNotFoundError(f"model not found: {checkpoint}; `rlepose demo --one-stage --train` or "
+                                    "`rlepose demo --rcnn` trains one")
         from rlepose.models.checkpoint import read_checkpoint
 
         stored = read_checkpoint(checkpoint)["hyper_parameters"]["config"]
-        cfg = config_to_dict(one_stage_config(out_dir, train_images=0, val_images=val_images, name="one_stage_shipped"))
-        cfg.update({k: stored[k] for k in ("model", "one_stage", "transform", "loss")})  # the network as trained
+        cfg = config_to_dict(one_stage_config(out_dir, train_images=0, val_images=val_images, name=f"{task}_given",
+                                              task=stored.get("task", task)))
+        cfg.update({k: stored[k] for k in ("model", "one_stage", "rcnn", "transform", "loss") if k in stored})
         cfg = config_from_dict(cfg)
         metrics = evaluate(cfg, checkpoint, enable_progress_bar=False, enable_model_summary=False)
-    picture = draw_examples(checkpoint, out_dir / "data", out_dir / "one_stage_predictions.png", backend="torch")
+    picture = draw_examples(checkpoint, out_dir / "data", out_dir / f"{task}_predictions.png", backend="torch")
     summary = {"metrics": metrics, "checkpoint": str(checkpoint), "picture": str(picture),
                "data": str(out_dir / "data"), "seconds": time.perf_counter() - start}
-    write_json(out_dir / "one_stage_metrics.json", summary, indent=2)
-    summary["metrics_file"] = str(out_dir / "one_stage_metrics.json")
+    write_json(out_dir / f"{task}_metrics.json", summary, indent=2)
+    summary["metrics_file"] = str(out_dir / f"{task}_metrics.json")
     return summary
