@@ -98,8 +98,12 @@ def versus(args: argparse.Namespace) -> None:
               f"{row['images_per_s']:6.1f} images/s", flush=True)
         return row
 
-    rows = [run(f"one-stage ({Path(args.versus).name})",
-                PosePredictor.from_checkpoint(args.versus, box_threshold=args.box_threshold))]
+    from rlepose.models.checkpoint import read_checkpoint
+
+    tasks = {path: read_checkpoint(path)["hyper_parameters"]["config"].get("task", "topdown") for path in args.versus}
+    label = {"one_stage": "one-stage", "rcnn": "end-to-end top-down"}
+    rows = [run(f"{label.get(tasks[path], tasks[path])} ({Path(path).name})",
+                PosePredictor.from_checkpoint(path, box_threshold=args.box_threshold)) for path in args.versus]
     top_down = args.top_down or SHIPPED_MODEL
     predictor = PosePredictor.from_checkpoint(top_down, detector=None)
     rows.append(run(f"top-down ({Path(top_down).name}) + true boxes", predictor, boxes_of=lambda i: truth[i]))
@@ -111,11 +115,9 @@ def versus(args: argparse.Namespace) -> None:
             skipped.append(f"{det}: {e}")
             continue
         rows.append(run(f"top-down ({Path(top_down).name}) + {det}", predictor, detector=detector))
-    from rlepose.models.checkpoint import read_checkpoint
-
     epochs = {name: read_checkpoint(path)["hyper_parameters"]["config"]["train"]["epochs"]
-              for name, path in (("one_stage", args.versus), ("top_down", top_down))}
-    write_json(Path(args.out), {"one_stage": Path(args.versus).name, "top_down": Path(top_down).name,
+              for name, path in [*((Path(p).name, p) for p in args.versus), ("top_down", top_down)]}
+    write_json(Path(args.out), {"whole_image_models": [Path(p).name for p in args.versus], "top_down": Path(top_down).name,
                                 "trained_epochs": epochs,
                                 "held_out_images": len(images), "device": device_name(),
                                 "box_threshold": args.box_threshold,
@@ -136,7 +138,8 @@ def main() -> None:
     parser.add_argument("--dir", default="benchmarks/results/one_stage")
     parser.add_argument("--out", default="benchmarks/results/one_stage.json")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these result files into one table and exit")
-    parser.add_argument("--versus", metavar="CKPT", help="compare this one-stage checkpoint with top-down + detectors")
+    parser.add_argument("--versus", metavar="CKPT", nargs="+",
+                        help="compare these whole-image checkpoints (one-stage, rcnn) with top-down + detectors")
     parser.add_argument("--top-down", metavar="CKPT", help="the top-down model for --versus (default: the shipped one)")
     parser.add_argument("--box-threshold", type=float, default=0.05,
                         help="--versus: the lowest person probability (one-stage) and detector score kept; default "

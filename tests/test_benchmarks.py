@@ -399,3 +399,10 @@ def test_rcnn_benchmark_small(tmp_path):
     tune = json.loads((tmp_path / "r" / "tune" / "val.json").read_text())
     test = json.loads((tmp_path / "r" / "data" / "val.json").read_text())
     assert tune["info"]["config"]["seed"] != test["info"]["config"]["seed"]
+    # the trained model against top-down with true boxes and with HOG, on the same images
+    ckpt = next((tmp_path / "r" / "runs").glob("rcnn_rle_*_test/checkpoints/last.ckpt"))
+    versus = tmp_path / "versus.json"
+    run_script("one_stage.py", "--versus", str(ckpt), "--val-images", "4", "--dir", str(tmp_path / "os"),
+               "--out", str(versus))
+    names = [r["pipeline"] for r in json.loads(versus.read_text())["rows"]]
+    assert names[0].startswith("end-to-end top-down") and any("true boxes" in n for n in names)

@@ -131,6 +131,10 @@ def test_trained_model_predicts_people_without_a_detector_and_exports(trained, t
         assert len(onnx) == len(people)
         for a, b in zip(people, onnx):  # 1e-4 of the 128-pixel input, in the 256-pixel image
             assert np.abs(a.keypoints - b.keypoints).max() < 0.0256 and abs(a.score - b.score) < 1e-4
+    assert main(["eval", "configs/embedded/rcnn_res18_rle.yaml", f"data.root={root / 'data'}", "data.rendered=[16,6]",
+                 "rcnn.keypoint_channels=16", "rcnn.keypoint_convs=2", "data.num_workers=0",
+                 "--checkpoint", str(checkpoints["rle"]), "--results", str(tmp_path / "results.json")]) == 0
+    assert all(r["category_id"] == 1 for r in json.loads((tmp_path / "results.json").read_text()))
     out = tmp_path / "p.json"
     assert main(["predict", str(image), "--checkpoint", str(checkpoints["rle"]), "--out", str(out),
                  "--box-threshold", "0", "--render", str(tmp_path / "drawn")]) == 0
