@@ -99,39 +99,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.one_stage and args.rcnn:
         raise ValueError("--one-stage or --rcnn, not both")
-    if args.rcnn:
+    if args.one_stage or args.rcnn:
         if args.compare:
-            raise ValueError("--compare trains top-down models; `benchmarks/rcnn.py` compares the two heads")
-        # no trained model ships for it: trained from scratch unless --model, small enough for minutes
-        epochs = args.epochs if args.epochs is not None else 6
-        train_images = args.train_images if args.train_images is not None else 600
-        summary = run_one_stage_demo(args.out, args.val_images, args.model, train_images, epochs, args.seed, task="rcnn")
+            raise ValueError("--compare trains top-down models; `benchmarks/one_stage.py` and `benchmarks/rcnn.py` "
+                             "compare the whole-image models")
+        # no trained rcnn model ships: it is trained from scratch unless --model, small enough for minutes
+        epochs = args.epochs if args.epochs is not None else 6 if args.rcnn else 12
+        train_images = args.train_images if args.train_images is not None else 600 if args.rcnn else 3000
+        given = None if args.train or args.rcnn else SHIPPED_ONE_STAGE_MODEL
+        summary = run_one_stage_demo(args.out, args.val_images, args.model or given, train_images, epochs, args.seed,
+                                     task="rcnn" if args.rcnn else "one_stage")
+        kind = "end-to-end top-down" if args.rcnn else "one-stage"
         what = (f"The model {args.model}" if args.model else
-                f"An end-to-end top-down RLE model trained from scratch ({epochs} epochs on {train_images} images)")
-        print(f"\n{what}: every person of the {args.val_images} held-out images found by its own detector, "
-              f"{summary['seconds']:.0f} s:")
+                f"A {kind} RLE model trained from scratch ({epochs} epochs on {train_images} images)" if given is None else
+                f"The shipped one-stage RLE model ({SHIPPED_ONE_STAGE_MODEL.name}: ResNet-18 at half width, P3–P5 "
+                "pyramid, 12 epochs on the embedded synthetic dataset; rendered figures only, not for photos)")
+        found = "found by its own detector" if args.rcnn else "from the whole image (no detector)"
+        print(f"\n{what}: every person of the {args.val_images} held-out images {found}, {summary['seconds']:.0f} s:")
         print("  " + _summary(summary["metrics"]))
         for key in ("checkpoint", "picture", "metrics_file", "data"):
             print(f"  {key:>12}: {summary[key]}")
         return 0
     if args.train_images is None:
         args.train_images = 3000
-    if args.one_stage:
-        if args.compare:
-            raise ValueError("--compare trains top-down models; `benchmarks/one_stage.py` compares one-stage losses")
-        epochs = args.epochs if args.epochs is not None else 12
-        summary = run_one_stage_demo(args.out, args.val_images, None if args.train else args.model or SHIPPED_ONE_STAGE_MODEL,
-                                     args.train_images, epochs, args.seed)
-        what = (f"A one-stage model trained from scratch ({epochs} epochs)" if args.train else
-                f"The model {args.model}" if args.model else
-                f"The shipped one-stage RLE model ({SHIPPED_ONE_STAGE_MODEL.name}: ResNet-18 at half width, P3–P5 "
-                "pyramid, 12 epochs on the embedded synthetic dataset; rendered figures only, not for photos)")
-        print(f"\n{what}: every person of the {args.val_images} held-out images from the whole image (no detector), "
-              f"{summary['seconds']:.0f} s:")
-        print("  " + _summary(summary["metrics"]))
-        for key in ("checkpoint", "picture", "metrics_file", "data"):
-            print(f"  {key:>12}: {summary[key]}")
-        return 0
     if args.epochs is None:
         args.epochs = 4
     if not (args.train or args.compare):
