@@ -142,10 +142,11 @@ def swept_table(name: str, data: dict) -> list[str]:
                      f"{_pm(m, s, 'AP50', 100)} | {_pm(m, s, 'AP75', 100)} | {_pm(m, s, 'AR', 100)} | "
                      f"{r.get('paper_AP') or '—'} | {sweep} |")
     means = {r["row"]: r["mean"]["AP"] for r in data["rows"]}
-    if {"rle", "heatmap"} <= set(means):
-        lead = 100 * (means["rle"] - means["heatmap"])
-        lines += ["", f"RLE − heatmap: {lead:+.1f} AP (paper, Table 2(c): +0.7); RLE's lead "
-                      f"{'holds' if lead > 0 else 'does not hold'} here."]
+    for other, paper in (("heatmap", "Table 2(c): +0.7"), ("l1", "Table 2(d): +0.4")):
+        if {"rle", other} <= set(means):
+            lead = 100 * (means["rle"] - means[other])
+            lines += ["", f"RLE − {other}: {lead:+.1f} AP (paper, {paper}); RLE's lead "
+                          f"{'holds' if lead > 0 else 'does not hold'} here."]
     return lines
 
 
@@ -322,7 +323,7 @@ def section(path: Path) -> list[str]:
         return toy_table(name, data)
     if name.startswith("calibration"):
         return calibration_table(name, data)
-    if (name.startswith("rcnn") or name.startswith("one_stage_l1_swept")) and "rows" in data:
+    if (name.startswith("rcnn") or name.startswith("one_stage_swept")) and "rows" in data:
         return swept_table(name, data)
     if name.startswith("sigma_calibration"):
         return sigma_calibration_table(name, data)

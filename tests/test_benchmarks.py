@@ -406,3 +406,14 @@ def test_rcnn_benchmark_small(tmp_path):
                "--out", str(versus))
     names = [r["pipeline"] for r in json.loads(versus.read_text())["rows"]]
     assert names[0].startswith("end-to-end top-down") and any("true boxes" in n for n in names)
+
+
+def test_one_stage_rows_swept_small(tmp_path):
+    """rcnn.py --one-stage: the one-stage model's rows, each loss with a keypoint weight of its own."""
+    out = tmp_path / "swept.json"
+    run_script("rcnn.py", "--one-stage", "l1", "--seeds", "0", "--weights", "0.5", "2", "--epochs", "1",
+               "--milestones", "[1]", "--train-images", "8", "--test-images", "4", "--tune-images", "4",
+               "--workers", "0", "--dir", str(tmp_path / "r"), "--out", str(out))
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["row"] == "l1" and row["loss"]["name"] == "l1" and row["paper_AP"] == 67.0
+    assert row["loss"]["keypoint_weight"] in (0.5, 2.0) and len(row["sweep"]) == 2
