@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--test-images", type=int, default=300)
     parser.add_argument("--tune-images", type=int, default=150)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rows", default="heatmap,rle", help="the heads to train (comma-separated)")
     parser.add_argument("--one-stage", metavar="ROWS", help="sweep and train these one-stage rows instead (losses, "
                                                             "comma-separated, e.g. l1,rle)")
     parser.add_argument("--dir", default="benchmarks/results/rcnn")
@@ -108,7 +109,7 @@ def main() -> None:
                             else "benchmarks/results/rcnn.json")
     logging.getLogger("lightning").setLevel(logging.ERROR)
     result = sweep_and_rows("one_stage" if args.one_stage else "rcnn",
-                            args.one_stage.split(",") if args.one_stage else ["heatmap", "rle"], args)
+                            (args.one_stage or args.rows).split(","), args)
     print(f"\n{'row':>8} {'weight':>7} {'AP':>13} {'AP50':>6} {'AP75':>6} {'seeds':>5} {'paper AP':>9}")
     for r in result["rows"]:
         m, s = summarize(r["runs"], METRICS)
