@@ -21,6 +21,7 @@ one weight for every loss, tuned for none.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from pathlib import Path
@@ -89,6 +90,34 @@ def sweep_and_rows(kind: str, rows: list[str], args) -> dict:
     return {**out, "rows": results}
 
 
+def merge(files: list[str]) -> dict:
+    """Join result files of the same setting into one: a row's sweeps are pooled (each weight
+    once) and its runs at the pooled sweep's best weight are kept (each seed once); runs at another
+    weight — a row whose sweep was widened and which was retrained at the new best — are kept
+    aside as ``superseded_runs``."""
+    parts = [json.loads(Path(f).read_text()) for f in files]
+    rows: dict[str, dict] = {}
+    for part in parts:
+        for r in part["rows"]:
+            row = rows.setdefault(r["row"], {"loss": dict(r["loss"]), "paper_AP": r.get("paper_AP"), "sweep": {}, "runs": []})
+            for x in r["sweep"]:
+                row["sweep"].setdefault(x["weight"], x)
+            row["runs"] += r["runs"]
+    out = []
+    for name, row in rows.items():
+        best = max(row["sweep"].values(), key=lambda x: x["AP"])["weight"]
+        kept = [run for run in row["runs"] if run["weight"] == best]
+        seeds = [run["seed"] for run in kept]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"row {name}: a seed at weight {best} is in more than one file")
+        row["loss"]["keypoint_weight"] = best
+        out.append(row_record(name, row["loss"], sorted(kept, key=lambda run: run["seed"]), METRICS,
+                              paper_AP=row["paper_AP"], sweep=sorted(row["sweep"].values(), key=lambda x: x["weight"]),
+                              superseded_runs=[run for run in row["runs"] if run["weight"] != best]))
+    return {**{k: v for k, v in parts[0].items() if k != "rows"}, "merged_from": [Path(f).name for f in files],
+            "rows": out}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -104,7 +133,11 @@ def main() -> None:
                                                             "comma-separated, e.g. l1,rle)")
     parser.add_argument("--dir", default="benchmarks/results/rcnn")
     parser.add_argument("--out")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these result files into --out and exit")
     args = parser.parse_args()
+    if args.merge:
+        write_json(Path(args.out or "benchmarks/results/rcnn.json"), merge(args.merge))
+        return
     args.out = args.out or ("benchmarks/results/one_stage_swept.json" if args.one_stage
                             else "benchmarks/results/rcnn.json")
     logging.getLogger("lightning").setLevel(logging.ERROR)

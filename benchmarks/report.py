@@ -141,6 +141,12 @@ def swept_table(name: str, data: dict) -> list[str]:
         lines.append(f"| {r['row']} | {r['loss']['keypoint_weight']:g} | {len(r['runs'])} | {_pm(m, s, 'AP', 100)} | "
                      f"{_pm(m, s, 'AP50', 100)} | {_pm(m, s, 'AP75', 100)} | {_pm(m, s, 'AR', 100)} | "
                      f"{r.get('paper_AP') or '—'} | {sweep} |")
+    for r in data["rows"]:
+        old = sorted({x["weight"] for x in r.get("superseded_runs", [])})
+        if old:
+            lines += ["", f"{r['row']}: first run at weight {', '.join(f'{w:g}' for w in old)}, the edge of the first "
+                          f"sweep; the sweep was widened and the row rerun at {r['loss']['keypoint_weight']:g} (the "
+                          "first runs stay in the JSON as superseded_runs)."]
     means = {r["row"]: r["mean"]["AP"] for r in data["rows"]}
     for other, paper in (("heatmap", "Table 2(c): +0.7"), ("l1", "Table 2(d): +0.4")):
         if {"rle", other} <= set(means):

@@ -417,3 +417,27 @@ def test_one_stage_rows_swept_small(tmp_path):
     row = json.loads(out.read_text())["rows"][0]
     assert row["row"] == "l1" and row["loss"]["name"] == "l1" and row["paper_AP"] == 67.0
     assert row["loss"]["keypoint_weight"] in (0.5, 2.0) and len(row["sweep"]) == 2
+
+
+def test_rcnn_results_merge_pools_sweeps_and_keeps_runs_at_the_best_weight(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from rcnn import merge
+    finally:
+        sys.path.pop(0)
+
+    def run(seed, weight, ap):
+        return {"seed": seed, "weight": weight, "AP": ap, "AP50": ap, "AP75": ap, "AR": ap}
+
+    first = {"args": {}, "rows": [{"row": "rle", "loss": {"head": "rle", "keypoint_weight": 0.3}, "paper_AP": 66.7,
+                                   "sweep": [run(0, 0.3, 0.2), run(0, 1.0, 0.1)], "runs": [run(0, 0.3, 0.2), run(1, 0.3, 0.3)]}]}
+    wider = {"args": {}, "rows": [{"row": "rle", "loss": {"head": "rle", "keypoint_weight": 0.1}, "paper_AP": 66.7,
+                                   "sweep": [run(0, 0.1, 0.4)], "runs": [run(0, 0.1, 0.5), run(1, 0.1, 0.7)]}]}
+    files = []
+    for i, part in enumerate((first, wider)):
+        files.append(tmp_path / f"{i}.json")
+        files[-1].write_text(json.dumps(part))
+    row = merge([str(f) for f in files])["rows"][0]
+    assert row["loss"]["keypoint_weight"] == 0.1 and [x["weight"] for x in row["sweep"]] == [0.1, 0.3, 1.0]
+    assert [r["seed"] for r in row["runs"]] == [0, 1] and row["mean"]["AP"] == pytest.approx(0.6)
+    assert len(row["superseded_runs"]) == 2
