@@ -319,6 +319,8 @@ def section(path: Path) -> list[str]:
     name = path.name
     if name.startswith("paper_tables"):
         return paper_table(name, data)
+    if (name.startswith("rcnn") or name.startswith("one_stage_swept")) and "rows" in data:
+        return swept_table(name, data)
     if name.startswith("one_stage") and "rows" in data and "args" in data:
         return one_stage_table(name, data)
     if name.startswith("lifting"):
@@ -329,8 +331,6 @@ def section(path: Path) -> list[str]:
         return toy_table(name, data)
     if name.startswith("calibration"):
         return calibration_table(name, data)
-    if (name.startswith("rcnn") or name.startswith("one_stage_swept")) and "rows" in data:
-        return swept_table(name, data)
     if name.startswith("sigma_calibration"):
         return sigma_calibration_table(name, data)
     if name.startswith("video_smoothing"):
