@@ -100,9 +100,13 @@ def versus(args: argparse.Namespace) -> None:
 
     from rlepose.models.checkpoint import read_checkpoint
 
+    def named(path) -> str:  # a run's checkpoints are all last.ckpt or best-*.ckpt: name them by their run
+        p = Path(path)
+        return p.parent.parent.name if p.parent.name == "checkpoints" else p.name
+
     tasks = {path: read_checkpoint(path)["hyper_parameters"]["config"].get("task", "topdown") for path in args.versus}
     label = {"one_stage": "one-stage", "rcnn": "end-to-end top-down"}
-    rows = [run(f"{label.get(tasks[path], tasks[path])} ({Path(path).name})",
+    rows = [run(f"{label.get(tasks[path], tasks[path])} ({named(path)})",
                 PosePredictor.from_checkpoint(path, box_threshold=args.box_threshold)) for path in args.versus]
     top_down = args.top_down or SHIPPED_MODEL
     predictor = PosePredictor.from_checkpoint(top_down, detector=None)
@@ -116,8 +120,8 @@ def versus(args: argparse.Namespace) -> None:
             continue
         rows.append(run(f"top-down ({Path(top_down).name}) + {det}", predictor, detector=detector))
     epochs = {name: read_checkpoint(path)["hyper_parameters"]["config"]["train"]["epochs"]
-              for name, path in [*((Path(p).name, p) for p in args.versus), ("top_down", top_down)]}
-    write_json(Path(args.out), {"whole_image_models": [Path(p).name for p in args.versus], "top_down": Path(top_down).name,
+              for name, path in [*((named(p), p) for p in args.versus), ("top_down", top_down)]}
+    write_json(Path(args.out), {"whole_image_models": [named(p) for p in args.versus], "top_down": Path(top_down).name,
                                 "trained_epochs": epochs,
                                 "held_out_images": len(images), "device": device_name(),
                                 "box_threshold": args.box_threshold,

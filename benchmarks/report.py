@@ -144,15 +144,19 @@ def swept_table(name: str, data: dict) -> list[str]:
     for r in data["rows"]:
         old = sorted({x["weight"] for x in r.get("superseded_runs", [])})
         if old:
-            lines += ["", f"{r['row']}: first run at weight {', '.join(f'{w:g}' for w in old)}, the edge of the first "
-                          f"sweep; the sweep was widened and the row rerun at {r['loss']['keypoint_weight']:g} (the "
-                          "first runs stay in the JSON as superseded_runs)."]
+            lines += ["", f"{r['row']}: where a sweep's best weight lay at its edge the sweep was widened and the row "
+                          f"trained at the new weight; its runs at {', '.join(f'{w:g}' for w in old)} stay in the JSON "
+                          f"as superseded_runs, and the row is {r['loss']['keypoint_weight']:g}'s."]
     means = {r["row"]: r["mean"]["AP"] for r in data["rows"]}
+    spread = {r["row"]: r["std"].get("AP", 0.0) for r in data["rows"]}
     for other, paper in (("heatmap", "Table 2(c): +0.7"), ("l1", "Table 2(d): +0.4")):
         if {"rle", other} <= set(means):
             lead = 100 * (means["rle"] - means[other])
-            lines += ["", f"RLE − {other}: {lead:+.1f} AP (paper, {paper}); RLE's lead "
-                          f"{'holds' if lead > 0 else 'does not hold'} here."]
+            noise = 100 * max(spread["rle"], spread[other])
+            verdict = ("is within the seeds' spread here" if abs(lead) < noise else
+                       "holds here" if lead > 0 else "does not hold here")
+            lines += ["", f"RLE − {other}: {lead:+.1f} AP (paper, {paper}; the rows' seed spread ±{noise:.1f}); "
+                          f"RLE's lead {verdict}."]
     return lines
 
 
@@ -319,7 +323,7 @@ def section(path: Path) -> list[str]:
     name = path.name
     if name.startswith("paper_tables"):
         return paper_table(name, data)
-    if (name.startswith("rcnn") or name.startswith("one_stage_swept")) and "rows" in data:
+    if (name.startswith("rcnn") or name.startswith("one_stage_swept")) and "tune" in data:
         return swept_table(name, data)
     if name.startswith("one_stage") and "rows" in data and "args" in data:
         return one_stage_table(name, data)
