@@ -111,7 +111,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                      task="rcnn" if args.rcnn else "one_stage")
         kind = "end-to-end top-down" if args.rcnn else "one-stage"
         what = (f"The model {args.model}" if args.model else
-                f"A {kind} RLE model trained from scratch ({epochs} epochs on {train_images} images)" if given is None else
+                f"{'An' if args.rcnn else 'A'} {kind} RLE model trained from scratch ({epochs} epochs on {train_images} "
+                "images)" if given is None else
                 f"The shipped one-stage RLE model ({SHIPPED_ONE_STAGE_MODEL.name}: ResNet-18 at half width, P3–P5 "
                 "pyramid, 12 epochs on the embedded synthetic dataset; rendered figures only, not for photos)")
         found = "found by its own detector" if args.rcnn else "from the whole image (no detector)"
@@ -496,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "--model, or with --train one trained from scratch: CPU, about 8 min)")
     demo.add_argument("--rcnn", action="store_true",
                       help="the end-to-end top-down model (Table 2(c)): its own detector, RoIAlign, the RLE head; "
-                           "trained from scratch (CPU, about 8 min), or --model")
+                           "trained from scratch (CPU, about 3 min), or --model")
     demo.set_defaults(func=cmd_demo)
 
     pr = sub.add_parser("predict", help="poses on images, folders, videos or a camera (top-down models with a detector "

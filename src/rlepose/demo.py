@@ -174,7 +174,8 @@ def one_stage_config(out_dir: Path, epochs: int = 12, seed: int = 0, loss: str =
     of ``configs/embedded/rcnn_res18_rle.yaml``; the same settings: tests keep them equal) on the
     embedded data rendered under ``out_dir/data``; the learning rate drops ×0.1 two epochs before
     the end."""
-    sections = {"rcnn": {"head": "rle", "roi_size": 14, "keypoint_convs": 8, "keypoint_channels": 64}} \
+    sections = {"rcnn": {"head": "rle", "roi_size": 14, "keypoint_convs": 8, "keypoint_channels": 64,
+                         "keypoint_weight": 0.1}} \
         if task == "rcnn" else {}
     return config_from_dict({
         "name": name or f"embedded_{task}_res18_rle", "task": task,
