@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from rlepose.data.keypoints import COCO_KEYPOINTS
+from rlepose.evaluation.coco import expected_oks
 from rlepose.inference.results import PoseResult
 from rlepose.inference.smoothing import (OnlineKalman, kalman_filter, measurement_variance, one_euro, rts_smoother,
                                          savgol, steady_state_gain)
@@ -165,8 +166,9 @@ def test_online_and_offline_smoothing_run_the_filters_on_each_track():
     assert np.allclose(np.stack([f[0].keypoints for f in live]), want_online)
     assert np.allclose(np.stack([smoothed[t][0].keypoints for t in range(12)]), want_offline)
     assert np.allclose(np.stack([smoothed[t][0].sigma for t in range(12)]), np.sqrt(var_offline / 2))
-    first = smoothed[5][0]
-    assert first.expected_oks > frames[5][0].expected_oks if frames[5][0].expected_oks else first.expected_oks > 0
+    first = smoothed[5][0]  # its expected OKS is the one of its smoothed σ̂ and box
+    want = expected_oks(first.sigma[None], np.array([first.bbox[2] * first.bbox[3]]), np.asarray(COCO_KEYPOINTS.sigmas))
+    assert first.expected_oks == pytest.approx(float(want[0]))
     assert (np.stack([s[0].sigma for s in smoothed.values()]).mean() < np.stack([f[0].sigma for f in frames]).mean())
     again = smooth_track([f[0] for f in frames], list(range(12)), COCO_KEYPOINTS, acceleration=0.02)
     assert np.allclose(np.stack([p.keypoints for p in again]), want_offline)

@@ -122,9 +122,6 @@ class _Reader:
     def get_next(self):
         return next(self.batches, None)
 
-    def __len__(self) -> int:  # onnxruntime asks for it
-        return 0
-
 
 def quantize_onnx(fp32_path: str | Path, out_path: str | Path, crops: np.ndarray,
                   extra_metadata: dict | None = None) -> Path:
