@@ -6,14 +6,17 @@ keypoint weight of its own.
     python benchmarks/rcnn.py [--seeds 0 1 2] [--weights 0.3 1 3] [--epochs 12] [--milestones "[10]"]
                               [--train-images 3000] [--out benchmarks/results/rcnn.json]
     python benchmarks/rcnn.py --one-stage l1,rle [--weights 0.3 1 3] [--out benchmarks/results/one_stage_swept.json]
+    python benchmarks/rcnn.py --weights-from benchmarks/results/rcnn_e6_600.json --train-images 1500 ...
 
 Every row trains ``configs/embedded/rcnn_res18_rle.yaml`` with only ``rcnn.head`` (and
 ``rcnn.keypoint_weight``) changed, on the same rendered images, epochs and seeds. **Sweep:** for
 each head, every weight of ``--weights`` is trained with the first seed and scored by COCO AP on
 ``--tune-images`` rendered images from seed 30 000 — held out from training and from the reported
 test images (the 300 standard held-out images, seed 10 000) — and the best weight is kept; the
-sweep is in the JSON. **Rows** ``heatmap`` and ``rle``: each head with its weight over every seed,
-AP/AP50/AP75 (pycocotools) on the test images. ``--one-stage ROWS`` does the same for the
+sweep is in the JSON. ``--weights-from`` skips the sweep and trains each row at the weight an
+earlier run's sweep chose (a longer schedule at the weights a shorter one found). **Rows**
+``heatmap`` and ``rle``: each head with its weight over every seed, AP/AP50/AP75 (pycocotools) on
+the test images. ``--one-stage ROWS`` does the same for the
 one-stage model's rows (losses; ``configs/embedded/one_stage_res18_rle.yaml``,
 ``one_stage.keypoint_weight``): its ``l1`` row's 13.5 AP gap to RLE in ``one_stage.json`` came with
 one weight for every loss, tuned for none.
@@ -75,12 +78,20 @@ def sweep_and_rows(kind: str, rows: list[str], args) -> dict:
     out = {"args": vars(args), "config": (RCNN_CONFIG if kind == "rcnn" else ONE_STAGE_CONFIG).name,
            "tune": f"{args.tune_images} rendered images from seed {TUNE_SEED} (not trained on, not the test images)",
            "test": f"the {args.test_images} standard held-out images (seed 10000)"}
+    earlier = swept_weights(args.weights_from) if args.weights_from else {}
+    if earlier:
+        out["sweep_from"] = Path(args.weights_from).name
     for row in rows:
-        sweeps[row] = []
-        for w in args.weights:
-            sweeps[row].append(run(kind, row, w, args.seeds[0], tune, args, "tune"))
-            write_json(Path(args.out), {**out, "rows": results, "sweep_in_progress": {row: sweeps[row]}})
-        best = max(sweeps[row], key=lambda r: r["AP"])["weight"]
+        if earlier:
+            if row not in earlier:
+                raise SystemExit(f"{args.weights_from} has no row {row!r} (it has {', '.join(earlier)})")
+            best, sweeps[row] = earlier[row]
+        else:
+            sweeps[row] = []
+            for w in args.weights:
+                sweeps[row].append(run(kind, row, w, args.seeds[0], tune, args, "tune"))
+                write_json(Path(args.out), {**out, "rows": results, "sweep_in_progress": {row: sweeps[row]}})
+            best = max(sweeps[row], key=lambda r: r["AP"])["weight"]
         loss, runs = {"head" if kind == "rcnn" else "name": row, "keypoint_weight": best}, []
         for seed in args.seeds:
             runs.append(run(kind, row, best, seed, data, args, "test"))
@@ -88,6 +99,12 @@ def sweep_and_rows(kind: str, rows: list[str], args) -> dict:
             write_json(Path(args.out), {**out, "rows": [*results, partial]})  # an interrupted run keeps what it did
         results.append(partial)
     return {**out, "rows": results}
+
+
+def swept_weights(path: str) -> dict[str, tuple[float, list[dict]]]:
+    """Each row's chosen weight and its sweep from an earlier result file of this benchmark: the
+    rows of a longer schedule are trained at the weights a shorter one's sweep chose."""
+    return {r["row"]: (r["loss"]["keypoint_weight"], r["sweep"]) for r in json.loads(Path(path).read_text())["rows"]}
 
 
 def merge(files: list[str]) -> dict:
@@ -131,6 +148,8 @@ def main() -> None:
     parser.add_argument("--rows", default="heatmap,rle", help="the heads to train (comma-separated)")
     parser.add_argument("--one-stage", metavar="ROWS", help="sweep and train these one-stage rows instead (losses, "
                                                             "comma-separated, e.g. l1,rle)")
+    parser.add_argument("--weights-from", metavar="JSON", help="no sweep: each row's weight (and sweep, "
+                                                               "recorded) from this earlier result file")
     parser.add_argument("--dir", default="benchmarks/results/rcnn")
     parser.add_argument("--out")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these result files into --out and exit")

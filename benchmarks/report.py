@@ -132,8 +132,11 @@ def swept_table(name: str, data: dict) -> list[str]:
     args = data["args"]
     lines = _head(name, f"`benchmarks/rcnn.py` — `configs/embedded/{data['config']}` with only the head or loss and "
                         f"its keypoint weight changed, {args['epochs']} epochs (LR ×0.1 at {args['milestones']}), "
-                        f"{args['train_images']} training images; each row's weight by the AP of seed {args['seeds'][0]} "
-                        f"on {data['tune']}; AP on {data['test']}",
+                        f"{args['train_images']} training images; " + (
+                            f"each row at the weight the sweep of `{data['sweep_from']}` chose (its sweep shown)"
+                            if data.get("sweep_from") else
+                            f"each row's weight by the AP of seed {args['seeds'][0]} on {data['tune']}")
+                        + f"; AP on {data['test']}",
                   ["row", "keypoint weight", "seeds", "AP", "AP50", "AP75", "AR", "paper AP", "sweep (weight: AP)"])
     for r in data["rows"]:
         m, s = r["mean"], r["std"]

@@ -417,6 +417,16 @@ def test_one_stage_rows_swept_small(tmp_path):
     row = json.loads(out.read_text())["rows"][0]
     assert row["row"] == "l1" and row["loss"]["name"] == "l1" and row["paper_AP"] == 67.0
     assert row["loss"]["keypoint_weight"] in (0.5, 2.0) and len(row["sweep"]) == 2
+    # --weights-from: another seed at the weight that sweep chose, with no tuning runs of its own
+    again = tmp_path / "again.json"
+    tuned = set((tmp_path / "r" / "runs").glob("*_tune"))
+    run_script("rcnn.py", "--one-stage", "l1", "--seeds", "1", "--weights-from", str(out), "--epochs", "1",
+               "--milestones", "[1]", "--train-images", "8", "--test-images", "4", "--tune-images", "4",
+               "--workers", "0", "--dir", str(tmp_path / "r"), "--out", str(again))
+    data = json.loads(again.read_text())
+    assert data["sweep_from"] == "swept.json" and set((tmp_path / "r" / "runs").glob("*_tune")) == tuned
+    assert data["rows"][0]["loss"] == row["loss"] and data["rows"][0]["sweep"] == row["sweep"]
+    assert [r["seed"] for r in data["rows"][0]["runs"]] == [1]
 
 
 def test_rcnn_results_merge_pools_sweeps_and_keeps_runs_at_the_best_weight(tmp_path):
