@@ -65,7 +65,8 @@ def run(kind: str, row: str, weight: float, seed: int, root: Path, args, tag: st
     cfg = load_config(config, overrides + [
         f"name={kind}_{row}_w{weight}_seed{seed}_{tag}", f"data.root={root}", "data.rendered=null",
         f"train.epochs={args.epochs}", f"train.milestones={args.milestones}", f"train.val_every={args.epochs}",
-        f"train.seed={seed}", f"train.out_dir={Path(args.dir) / 'runs'}", f"data.num_workers={args.workers}"])
+        f"train.seed={seed}", f"train.out_dir={Path(args.dir) / 'runs'}", f"data.num_workers={args.workers}",
+        *args.set])
     result = train_and_score(cfg, METRICS, seed)
     print(f"  {kind} {row} weight {weight} seed {seed} ({tag}): AP {result['AP']:.4f} AP50 {result['AP50']:.4f} "
           f"({result['seconds']:.0f} s)", flush=True)
@@ -148,6 +149,8 @@ def main() -> None:
     parser.add_argument("--rows", default="heatmap,rle", help="the heads to train (comma-separated)")
     parser.add_argument("--one-stage", metavar="ROWS", help="sweep and train these one-stage rows instead (losses, "
                                                             "comma-separated, e.g. l1,rle)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="further config overrides for every run (e.g. rcnn.keypoint_channels=128)")
     parser.add_argument("--weights-from", metavar="JSON", help="no sweep: each row's weight (and sweep, "
                                                                "recorded) from this earlier result file")
     parser.add_argument("--dir", default="benchmarks/results/rcnn")
