@@ -7,6 +7,7 @@ keypoint weight of its own.
                               [--train-images 3000] [--out benchmarks/results/rcnn.json]
     python benchmarks/rcnn.py --one-stage l1,rle [--weights 0.3 1 3] [--out benchmarks/results/one_stage_swept.json]
     python benchmarks/rcnn.py --weights-from benchmarks/results/rcnn_e6_600.json --train-images 1500 ...
+    python benchmarks/rcnn.py --merge a.json b.json [--reference benchmarks/results/one_stage.json] --out c.json
 
 Every row trains ``configs/embedded/rcnn_res18_rle.yaml`` with only ``rcnn.head`` (and
 ``rcnn.keypoint_weight``) changed, on the same rendered images, epochs and seeds. **Sweep:** for
@@ -136,6 +137,20 @@ def merge(files: list[str]) -> dict:
             "rows": out}
 
 
+def with_reference(result: dict, path: str) -> dict:
+    """``result`` with the rows of an earlier benchmark file at the same budget (training images,
+    epochs, milestones) that it did not train, under ``reference``: e.g. one_stage.json's ``rle``
+    runs beside an ``l1`` row trained here at its swept weight."""
+    ref = json.loads(Path(path).read_text())
+    budget = ("train_images", "epochs", "milestones")
+    ours, theirs = ({k: str(r["args"].get(k)) for k in budget} for r in (result, ref))
+    if ours != theirs:
+        raise SystemExit(f"{path} was trained with {theirs}, these runs with {ours}: not comparable")
+    trained = {r["row"] for r in result["rows"]}
+    rows = [{k: r[k] for k in ("row", "loss", "mean", "std", "runs")} for r in ref["rows"] if r["row"] not in trained]
+    return {**result, "reference": {"file": Path(path).name, "rows": rows}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -156,9 +171,13 @@ def main() -> None:
     parser.add_argument("--dir", default="benchmarks/results/rcnn")
     parser.add_argument("--out")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join these result files into --out and exit")
+    parser.add_argument("--reference", metavar="JSON", help="with --merge: add the rows of this earlier result "
+                                                            "at the same budget that were not trained here")
     args = parser.parse_args()
     if args.merge:
-        write_json(Path(args.out or "benchmarks/results/rcnn.json"), merge(args.merge))
+        merged = merge(args.merge)
+        write_json(Path(args.out or "benchmarks/results/rcnn.json"),
+                   with_reference(merged, args.reference) if args.reference else merged)
         return
     args.out = args.out or ("benchmarks/results/one_stage_swept.json" if args.one_stage
                             else "benchmarks/results/rcnn.json")

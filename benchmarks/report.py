@@ -150,8 +150,16 @@ def swept_table(name: str, data: dict) -> list[str]:
             lines += ["", f"{r['row']}: where a sweep's best weight lay at its edge the sweep was widened and the row "
                           f"trained at the new weight; its runs at {', '.join(f'{w:g}' for w in old)} stay in the JSON "
                           f"as superseded_runs, and the row is {r['loss']['keypoint_weight']:g}'s."]
-    means = {r["row"]: r["mean"]["AP"] for r in data["rows"]}
-    spread = {r["row"]: r["std"].get("AP", 0.0) for r in data["rows"]}
+    reference = data.get("reference", {"rows": []})
+    for r in reference["rows"]:
+        m, s = r["mean"], r["std"]
+        lines += ["", f"Beside it, {r['row']} from `{reference['file']}` (same images, epochs and milestones, "
+                      f"{len(r['runs'])} seeds; loss {', '.join(f'{k} {v}' for k, v in r['loss'].items())}, the "
+                      f"config's keypoint weight, not swept): AP {_pm(m, s, 'AP', 100)}, AP50 {_pm(m, s, 'AP50', 100)}, "
+                      f"AP75 {_pm(m, s, 'AP75', 100)}."]
+    rows = data["rows"] + reference["rows"]
+    means = {r["row"]: r["mean"]["AP"] for r in rows}
+    spread = {r["row"]: r["std"].get("AP", 0.0) for r in rows}
     for other, paper in (("heatmap", "Table 2(c): +0.7"), ("l1", "Table 2(d): +0.4")):
         if {"rle", other} <= set(means):
             lead = 100 * (means["rle"] - means[other])

@@ -451,3 +451,34 @@ def test_rcnn_results_merge_pools_sweeps_and_keeps_runs_at_the_best_weight(tmp_p
     assert row["loss"]["keypoint_weight"] == 0.1 and [x["weight"] for x in row["sweep"]] == [0.1, 0.3, 1.0]
     assert [r["seed"] for r in row["runs"]] == [0, 1] and row["mean"]["AP"] == pytest.approx(0.6)
     assert len(row["superseded_runs"]) == 2
+
+
+def test_rcnn_reference_rows_join_at_the_same_budget_only(tmp_path):
+    """--merge --reference: an earlier file's untrained rows beside these (same budget), and the
+    report's RLE − L1 line computed from both."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from rcnn import with_reference
+        from report import swept_table
+    finally:
+        sys.path.pop(0)
+    budget = {"train_images": 3000, "epochs": 12, "milestones": "[10]"}
+
+    def row(name, aps, **loss):
+        runs = [{"seed": i, "AP": ap, "AP50": ap, "AP75": ap, "AR": ap} for i, ap in enumerate(aps)]
+        mean, std = float(np.mean(aps)), float(np.std(aps, ddof=1))
+        stats = {k: mean for k in ("AP", "AP50", "AP75", "AR")}, {k: std for k in ("AP", "AP50", "AP75", "AR")}
+        return {"row": name, "loss": {"name": name, **loss}, "runs": runs, "mean": stats[0], "std": stats[1],
+                "paper_AP": None, "sweep": []}
+
+    ref = tmp_path / "one_stage.json"
+    ref.write_text(json.dumps({"args": budget, "rows": [row("rle", [0.24, 0.22]), row("l1", [0.1, 0.1])]}))
+    ours = {"args": {**budget, "seeds": [0]}, "config": "c.yaml", "tune": "t", "test": "v",
+            "sweep_from": "s.json", "rows": [row("l1", [0.20, 0.22], keypoint_weight=10.0)]}
+    joined = with_reference(ours, str(ref))
+    assert [r["row"] for r in joined["reference"]["rows"]] == ["rle"] and joined["rows"] == ours["rows"]
+    text = "\n".join(swept_table("one_stage_swept.json", joined))
+    assert "rle from `one_stage.json`" in text and "s.json" in text
+    assert "RLE − l1: +2.0 AP" in text  # (0.23 − 0.21) · 100
+    with pytest.raises(SystemExit, match="not comparable"):
+        with_reference({**ours, "args": {**budget, "epochs": 6}}, str(ref))
