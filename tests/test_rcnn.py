@@ -79,11 +79,30 @@ def test_rle_head_decodes_its_own_targets():
     assert torch.allclose(sigma_px, 0.1 * extent.expand(1, 17, 2))
 
 
+def test_integral_head_places_each_joint_at_its_maps_expected_cell():
+    """µ̂ of ``integral`` = Σ softmax(map) · (cell index / side − ½) per axis, by an explicit sum over
+    the head's own maps, and those maps are the heatmap head's (same layers, same shapes)."""
+    torch.manual_seed(0)
+    model = build_rcnn_model("resnet18_0.5", 17, RCNNConfig(head="integral", keypoint_channels=16, keypoint_convs=1))
+    features = torch.randn(3, 64, 14, 14)
+    mu, sigma = model.head(features)
+    x = model.head.convs(features)
+    maps = torch.nn.functional.interpolate(model.head.deconv(x), scale_factor=2, mode="bilinear", align_corners=False)
+    assert maps.shape == (3, 17, 56, 56) and mu.shape == sigma.shape == (3, 17, 2)
+    prob = maps.flatten(2).softmax(-1).view_as(maps).double()
+    cells = (torch.arange(56, dtype=torch.float64) / 56 - 0.5)
+    expected = torch.stack([(prob.sum(2) * cells).sum(-1), (prob.sum(3) * cells).sum(-1)], -1)
+    assert torch.allclose(mu.double(), expected, atol=1e-6)
+    assert torch.allclose(sigma, torch.full_like(sigma, 0.5), atol=0.05)  # σ̂ starts near sigmoid(0)
+    with pytest.raises(ValueError, match="integral"):
+        RCNNConfig(head="integrall")
+
+
 def test_keypoint_head_trains_on_its_own_proposals_and_true_boxes():
     batch = _batch()
     image, boxes, person = sample_rois(torch.zeros(2, 4, 4), batch, 0.5, 8)
     assert image.tolist() == [0, 0, 1] and person.tolist() == [0, 1, 0]  # no proposal overlaps: the true boxes
-    for head in ("rle", "heatmap"):
+    for head in ("rle", "heatmap", "integral"):
         torch.manual_seed(0)
         model = build_rcnn_model("resnet18_0.5", 17, RCNNConfig(head=head, keypoint_channels=16, keypoint_convs=2))
         loss = build_loss("rle", 2, compile=False)
@@ -104,7 +123,7 @@ def trained(tmp_path_factory):
     """`rlepose train` on a few rendered images: a checkpoint of each head."""
     root = tmp_path_factory.mktemp("rcnn")
     out = {}
-    for head in ("rle", "heatmap"):
+    for head in ("rle", "heatmap", "integral"):
         assert main(["train", "configs/embedded/rcnn_res18_rle.yaml", f"name=rcnn_{head}", f"rcnn.head={head}",
                      f"data.root={root / 'data'}", "data.rendered=[16,6]", "train.epochs=1", "train.milestones=[1]",
                      "train.val_every=1", "data.batch_size=8", "data.num_workers=0", f"train.out_dir={root / 'runs'}",

@@ -7,7 +7,7 @@ boxes after NMS (no gradient through them) and its true boxes; a box overlapping
 IoU ≥ ``fg_iou`` trains the head on that person, at most ``rois_per_image`` boxes per image,
 drawn at random. The head's loss:
 
-* ``rle``: the configured joint loss (RLE by default) of µ̂, σ̂ against the labels in RoI units
+* ``rle`` and ``integral``: the configured joint loss (RLE by default) of µ̂, σ̂ against the labels in RoI units
   ((label − RoI centre) / RoI size), weighted by visibility (v > 0);
 * ``heatmap``: cross-entropy over each map's locations against the label's cell (labels outside
   the RoI or unlabelled do not count), averaged over the counted labels (Detectron2's).

@@ -28,7 +28,11 @@ R-CNN: 8 × 512), then
   quarter-cell shift, confidence = the softmax mass of the 3×3 cells around it;
 * ``rle`` (the paper's): global average pooling and one FC layer → K×4: µ̂ in RoI units (0 at
   the centre, ±½ at the edges) and σ̂ = sigmoid, trained with the configured joint loss (RLE);
-  joint confidence 1 − mean σ̂, as in every regression model here.
+  joint confidence 1 − mean σ̂, as in every regression model here;
+* ``integral`` (ours, opt-in; the paper's Table 2(b) way for HRNet moved to this head): µ̂ by
+  soft-argmax over the heatmap branch's maps (:func:`rlepose.models.heads.soft_argmax`), σ̂ by
+  average pooling and one FC layer, trained and decoded as ``rle`` — a regression head that keeps
+  the RoI's spatial layout instead of pooling it away.
 
 :meth:`RCNNPoseModel.inference` returns the one-stage model's outputs with one row per detection
 slot instead of per location, so decoding, evaluation, the predictor and export are shared.
@@ -41,18 +45,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rlepose.models.heads import decode_heatmaps
+from rlepose.models.heads import decode_heatmaps, soft_argmax
 from rlepose.models.one_stage import STRIDES, OneStageConfig, OneStagePoseModel
 from rlepose.models.roi import multilevel_roi_align
 
-__all__ = ["RCNNConfig", "KeypointHead", "RCNNPoseModel", "build_rcnn_model", "nms_mask"]
+HEADS = ("rle", "heatmap", "integral")
+
+__all__ = ["HEADS", "RCNNConfig", "KeypointHead", "RCNNPoseModel", "build_rcnn_model", "nms_mask"]
 
 
 @dataclass(frozen=True)
 class RCNNConfig:
     """Config section ``rcnn`` (the detector's settings are ``one_stage``'s).
 
-    ``head``: ``rle`` or ``heatmap``. ``train_proposals``: proposals per image in training,
+    ``head``: ``rle``, ``heatmap`` or ``integral``. ``train_proposals``: proposals per image in training,
     to which the image's true boxes are added; those overlapping a person by IoU ≥ ``fg_iou``
     train the keypoint head, at most ``rois_per_image`` of them (Mask R-CNN: proposals with IoU ≥
     0.5). ``keypoint_weight``: the keypoint loss's weight beside the detector's."""
@@ -71,12 +77,12 @@ class RCNNConfig:
     keypoint_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.head not in ("rle", "heatmap"):
-            raise ValueError(f"rcnn.head must be rle or heatmap, got {self.head!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"rcnn.head must be one of {', '.join(HEADS)}, got {self.head!r}")
 
 
 class KeypointHead(nn.Module):
-    """RoI features (R, C, S, S) → ``rle``: (µ̂ (R, K, 2) RoI units, σ̂ (R, K, 2));
+    """RoI features (R, C, S, S) → ``rle`` and ``integral``: (µ̂ (R, K, 2) RoI units, σ̂ (R, K, 2));
     ``heatmap``: logits (R, K, 4S, 4S)."""
 
     def __init__(self, in_channels: int, num_joints: int, cfg: RCNNConfig) -> None:
@@ -92,21 +98,24 @@ class KeypointHead(nn.Module):
             if isinstance(m, nn.Conv2d):  # Mask R-CNN's initialization of the head
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
-        if cfg.head == "heatmap":
+        if cfg.head in ("heatmap", "integral"):
             self.deconv = nn.ConvTranspose2d(channels, num_joints, 4, stride=2, padding=1)
             nn.init.kaiming_normal_(self.deconv.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(self.deconv.bias)
-        else:
-            self.fc = nn.Linear(channels, num_joints * 4)
+        if cfg.head in ("rle", "integral"):  # integral: σ̂ only
+            self.fc = nn.Linear(channels, num_joints * (4 if cfg.head == "rle" else 2))
             nn.init.normal_(self.fc.weight, std=0.001)
             nn.init.zeros_(self.fc.bias)
 
     def forward(self, features: Tensor) -> tuple[Tensor, ...]:
         x = self.convs(features)
+        if self.kind == "rle":
+            out = self.fc(x.mean((2, 3))).view(-1, self.num_joints, 4)
+            return out[..., :2], torch.sigmoid(out[..., 2:])
+        maps = F.interpolate(self.deconv(x), scale_factor=2, mode="bilinear", align_corners=False)
         if self.kind == "heatmap":
-            return (F.interpolate(self.deconv(x), scale_factor=2, mode="bilinear", align_corners=False),)
-        out = self.fc(x.mean((2, 3))).view(-1, self.num_joints, 4)
-        return out[..., :2], torch.sigmoid(out[..., 2:])
+            return (maps,)
+        return soft_argmax(maps), torch.sigmoid(self.fc(x.mean((2, 3)))).view(-1, self.num_joints, 2)
 
 
 def nms_mask(boxes: Tensor, iou_threshold: float) -> Tensor:
@@ -166,7 +175,7 @@ class RCNNPoseModel(nn.Module):
 
     def decode(self, head_out: tuple[Tensor, ...], rois: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Head outputs → keypoints (R, K, 2) input pixels, joint confidence (R, K) and σ̂
-        (R, K, 2) input pixels (zeros for heatmaps, which have none)."""
+        (R, K, 2) input pixels (zeros for heatmaps, which have none; ``rle`` and ``integral`` alike))."""
         size = (rois[:, 3:5] - rois[:, 1:3])[:, None]
         centre = ((rois[:, 1:3] + rois[:, 3:5]) / 2)[:, None]
         if self.cfg.head == "heatmap":
