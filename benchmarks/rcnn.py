@@ -94,6 +94,9 @@ def sweep_and_rows(kind: str, rows: list[str], args) -> dict:
                 sweeps[row].append(run(kind, row, w, args.seeds[0], tune, args, "tune"))
                 write_json(Path(args.out), {**out, "rows": results, "sweep_in_progress": {row: sweeps[row]}})
             best = max(sweeps[row], key=lambda r: r["AP"])["weight"]
+        if args.sweep_only:
+            results.append({"row": row, "sweep": sweeps[row]})
+            continue
         loss, runs = {"head" if kind == "rcnn" else "name": row, "keypoint_weight": best}, []
         for seed in args.seeds:
             runs.append(run(kind, row, best, seed, data, args, "test"))
@@ -166,6 +169,7 @@ def main() -> None:
                                                             "comma-separated, e.g. l1,rle)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="further config overrides for every run (e.g. rcnn.keypoint_channels=128)")
+    parser.add_argument("--sweep-only", action="store_true", help="the sweeps on the tuning images, no rows")
     parser.add_argument("--weights-from", metavar="JSON", help="no sweep: each row's weight (and sweep, "
                                                                "recorded) from this earlier result file")
     parser.add_argument("--dir", default="benchmarks/results/rcnn")
@@ -184,6 +188,11 @@ def main() -> None:
     logging.getLogger("lightning").setLevel(logging.ERROR)
     result = sweep_and_rows("one_stage" if args.one_stage else "rcnn",
                             (args.one_stage or args.rows).split(","), args)
+    if args.sweep_only:
+        write_json(Path(args.out), result)
+        for r in result["rows"]:
+            print(f"{r['row']:>8}: " + ", ".join(f"weight {x['weight']:g} AP {100 * x['AP']:.1f}" for x in r["sweep"]))
+        return
     print(f"\n{'row':>8} {'weight':>7} {'AP':>13} {'AP50':>6} {'AP75':>6} {'seeds':>5} {'paper AP':>9}")
     for r in result["rows"]:
         m, s = summarize(r["runs"], METRICS)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -427,6 +428,17 @@ def test_one_stage_rows_swept_small(tmp_path):
     assert data["sweep_from"] == "swept.json" and set((tmp_path / "r" / "runs").glob("*_tune")) == tuned
     assert data["rows"][0]["loss"] == row["loss"] and data["rows"][0]["sweep"] == row["sweep"]
     assert [r["seed"] for r in data["rows"][0]["runs"]] == [1]
+    # --sweep-only: the tuning runs alone, here with a config override for every run
+    only = tmp_path / "only.json"
+    run_script("rcnn.py", "--one-stage", "l1", "--sweep-only", "--weights", "0.5", "--epochs", "1", "--milestones", "[1]",
+               "--train-images", "8", "--test-images", "4", "--tune-images", "4", "--workers", "0", "--dir",
+               str(tmp_path / "r"), "--set", "train.lr=0.002", "--out", str(only))
+    data = json.loads(only.read_text())
+    assert data["rows"] == [{"row": "l1", "sweep": data["rows"][0]["sweep"]}] and len(data["rows"][0]["sweep"]) == 1
+    assert data["args"]["set"] == ["train.lr=0.002"]
+    ckpt = torch.load(tmp_path / "r" / "runs" / "one_stage_l1_w0.5_seed0_tune" / "checkpoints" / "last.ckpt",
+                      map_location="cpu", weights_only=False)
+    assert ckpt["hyper_parameters"]["config"]["train"]["lr"] == 0.002
 
 
 def test_rcnn_results_merge_pools_sweeps_and_keeps_runs_at_the_best_weight(tmp_path):
