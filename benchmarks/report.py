@@ -136,7 +136,8 @@ def swept_table(name: str, data: dict) -> list[str]:
                             f"each row at the weight the sweep of `{data['sweep_from']}` chose (its sweep shown)"
                             if data.get("sweep_from") else
                             f"each row's weight by the AP of seed {args['seeds'][0]} on {data['tune']}")
-                        + f"; AP on {data['test']}",
+                        + f"; AP on {data['test']}"
+                        + (f"; every run with {', '.join(f'`{x}`' for x in args['set'])}" if args.get("set") else ""),
                   ["row", "keypoint weight", "seeds", "AP", "AP50", "AP75", "AR", "paper AP", "sweep (weight: AP)"])
     for r in data["rows"]:
         m, s = r["mean"], r["std"]

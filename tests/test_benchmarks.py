@@ -485,12 +485,12 @@ def test_rcnn_reference_rows_join_at_the_same_budget_only(tmp_path):
 
     ref = tmp_path / "one_stage.json"
     ref.write_text(json.dumps({"args": budget, "rows": [row("rle", [0.24, 0.22]), row("l1", [0.1, 0.1])]}))
-    ours = {"args": {**budget, "seeds": [0]}, "config": "c.yaml", "tune": "t", "test": "v",
+    ours = {"args": {**budget, "seeds": [0], "set": ["train.lr=0.002"]}, "config": "c.yaml", "tune": "t", "test": "v",
             "sweep_from": "s.json", "rows": [row("l1", [0.20, 0.22], keypoint_weight=10.0)]}
     joined = with_reference(ours, str(ref))
     assert [r["row"] for r in joined["reference"]["rows"]] == ["rle"] and joined["rows"] == ours["rows"]
     text = "\n".join(swept_table("one_stage_swept.json", joined))
-    assert "rle from `one_stage.json`" in text and "s.json" in text
+    assert "rle from `one_stage.json`" in text and "s.json" in text and "every run with `train.lr=0.002`" in text
     assert "RLE − l1: +2.0 AP" in text  # (0.23 − 0.21) · 100
     with pytest.raises(SystemExit, match="not comparable"):
         with_reference({**ours, "args": {**budget, "epochs": 6}}, str(ref))
