@@ -15,12 +15,12 @@ each head, every weight of ``--weights`` is trained with the first seed and scor
 ``--tune-images`` rendered images from seed 30 000 — held out from training and from the reported
 test images (the 300 standard held-out images, seed 10 000) — and the best weight is kept; the
 sweep is in the JSON. ``--weights-from`` skips the sweep and trains each row at the weight an
-earlier run's sweep chose (a longer schedule at the weights a shorter one found). **Rows**
-``heatmap`` and ``rle``: each head with its weight over every seed, AP/AP50/AP75 (pycocotools) on
-the test images. ``--one-stage ROWS`` does the same for the
-one-stage model's rows (losses; ``configs/embedded/one_stage_res18_rle.yaml``,
-``one_stage.keypoint_weight``): its ``l1`` row's 13.5 AP gap to RLE in ``one_stage.json`` came with
-one weight for every loss, tuned for none.
+earlier run's sweep chose (a longer schedule at the weights a shorter one found); ``--sweep-only``
+runs the sweeps alone (its JSON has no rows to report). **Rows** ``heatmap`` and ``rle`` (``--rows``):
+each head with its weight over every seed, AP/AP50/AP75 (pycocotools) on the test images.
+``--one-stage ROWS`` does the same for the one-stage model's rows (losses;
+``configs/embedded/one_stage_res18_rle.yaml``, ``one_stage.keypoint_weight``): its ``l1`` row's
+13.5 AP gap to RLE in ``one_stage.json`` came with one weight for every loss, tuned for none.
 """
 from __future__ import annotations
 

@@ -175,7 +175,7 @@ class RCNNPoseModel(nn.Module):
 
     def decode(self, head_out: tuple[Tensor, ...], rois: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Head outputs → keypoints (R, K, 2) input pixels, joint confidence (R, K) and σ̂
-        (R, K, 2) input pixels (zeros for heatmaps, which have none; ``rle`` and ``integral`` alike))."""
+        (R, K, 2) input pixels (zeros for heatmaps, which have none); ``rle`` and ``integral`` decode alike."""
         size = (rois[:, 3:5] - rois[:, 1:3])[:, None]
         centre = ((rois[:, 1:3] + rois[:, 3:5]) / 2)[:, None]
         if self.cfg.head == "heatmap":
